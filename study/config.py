@@ -1,0 +1,309 @@
+"""The one configuration object of a trial.
+
+`TrialConfig` is a frozen dataclass holding every field a trial needs. Its field names
+are the platform's public schema: results columns, search spaces, CLI filters and
+reports all use them. Construct it from a plain dict with `TrialConfig.from_dict`;
+unknown keys and out-of-range values raise `ConfigError` with one line naming the
+field, the value and what is allowed.
+
+Fields left as `None` are resolved from the scale preset (and the dataset) at
+construction, so a stored config (`to_dict()`) is always fully explicit and
+`TrialConfig.from_dict(c.to_dict()) == c`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from typing import Any, Mapping
+
+
+class ConfigError(ValueError):
+    """A bad configuration value. The message is one line: field, value, what is allowed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScalePreset:
+    """Defaults of one `scale`. `image_size=None` means the dataset's native size."""
+
+    width_multiplier: float
+    image_size: int | None
+    train_steps: int | None  # None: the paper's per-(architecture, dataset) length
+    eval_every: int
+    eval_samples: int | None  # None: the dataset's paper FID sample count
+
+
+# tiny: minutes on a 2-core CPU (README main command, CI); small: one GPU or a quick
+# look; paper: the paper's networks, steps and evaluation protocol. Step counts are
+# multiples of 5 so that n_dis in {1, 5} divides them.
+SCALES: dict[str, ScalePreset] = {
+    "tiny": ScalePreset(width_multiplier=0.125, image_size=16, train_steps=300, eval_every=150, eval_samples=300),
+    "small": ScalePreset(width_multiplier=0.5, image_size=32, train_steps=10_000, eval_every=2_000, eval_samples=2_000),
+    "paper": ScalePreset(width_multiplier=1.0, image_size=None, train_steps=None, eval_every=20_000, eval_samples=None),
+}
+
+
+def paper_train_steps(architecture: str, dataset: str) -> int:
+    """Training length in D steps of the paper's best-model configs (compare_gan_v2 §6b)."""
+    if architecture == "sndcgan" and dataset in ("celebahq128", "lsun_bedroom"):
+        return 100_000
+    return 200_000
+
+
+_CHOICE_FIELDS = ("dataset", "architecture", "loss", "normalization", "penalty", "scale")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig:
+    """Everything one trial needs. Defaults: the paper's recommended arm (NS + SN + GP)."""
+
+    # --- the arm (what is compared) ---
+    dataset: str = "digits"
+    architecture: str = "sndcgan"
+    loss: str = "ns"
+    normalization: str = "spectral"  # of the discriminator; G always uses batch norm
+    penalty: str = "gp"
+    # --- the hyperparameters of Tables 1 and 2 ---
+    penalty_weight: float = 10.0  # lambda; L_D += lambda * penalty
+    learning_rate: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+    discriminator_steps: int = 1  # n_dis: D updates per G update
+    # --- fixed by the paper ---
+    batch_size: int = 64
+    z_dim: int = 128
+    # --- length, evaluation, reproducibility ---
+    train_steps: int | None = None  # counted in D updates, as the paper's code
+    eval_every: int | None = None  # in D updates; the end is always evaluated too
+    seed: int = 0
+    scale: str = "tiny"
+    image_size: int | None = None
+    width_multiplier: float | None = None
+    eval_samples: int | None = None  # real (test split) and fake samples for FID/KID
+    fid_split: str = "test"
+    # --- beyond the paper; defaults reproduce the paper ---
+    discriminator_learning_rate: float | None = None  # TTUR; None: same as learning_rate
+    adam_epsilon: float = 1e-8
+    weight_clip: float = 0.01  # bound of the classic WGAN weight clipping (penalty="clip")
+    began_gamma: float = 0.5  # BEGAN diversity ratio
+    began_k_learning_rate: float = 0.001  # BEGAN lambda_k
+    # --- ResNet ablation switches (study 5); defaults are the paper's ResNet ---
+    resnet_d_shortcut: str = "conv"  # "conv" (learned 3x3) | "identity"
+    resnet_d_cin: bool = False  # CIN: D block hidden conv outputs c_in channels
+    resnet_d_opt: bool = False  # OPT: SNGAN's optimized first D block
+    resnet_d_pooling: str = "mean"  # "mean" | "sum" (SUM) over positions at D output
+    resnet_tanh: bool = False  # TAN: tanh G output, data and D input in [-1, 1]
+    generator_bn_epsilon: float | None = None  # EPS: 2e-5; None: the architecture's default
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], coerce_strings: bool = False) -> "TrialConfig":
+        """Builds a config from plain data (a search-space point, a results row, a CLI).
+
+        With `coerce_strings`, string values ("1e-4", "true", "none") are parsed into the
+        field's type first (the `KEY=VALUE` command line).
+        """
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"unknown field {unknown[0]!r}; allowed fields: {', '.join(known)}"
+            )
+        kwargs = {}
+        for name, value in values.items():
+            if coerce_strings and isinstance(value, str):
+                value = _parse_string(name, value, known[name].type)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "TrialConfig":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def trial_id(self) -> str:
+        """A stable id of the fully resolved config: the same config is the same trial,
+        in a resumed study or a merged report."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    @property
+    def effective_discriminator_learning_rate(self) -> float:
+        if self.discriminator_learning_rate is None:
+            return self.learning_rate
+        return self.discriminator_learning_rate
+
+    @property
+    def generator_updates(self) -> int:
+        return self.train_steps // self.discriminator_steps
+
+    # ------------------------------------------------------------------ validation
+    def __post_init__(self) -> None:
+        from study import data  # dataset metadata only; loads no images
+
+        for name in _CHOICE_FIELDS:
+            _check_choice(name, getattr(self, name), _choices(name))
+        if self.fid_split not in ("test", "train"):
+            raise ConfigError(f"fid_split={self.fid_split!r} is not allowed; choose test or train")
+        for name in ("resnet_d_shortcut", "resnet_d_pooling"):
+            allowed = {"resnet_d_shortcut": ("conv", "identity"), "resnet_d_pooling": ("mean", "sum")}[name]
+            _check_choice(name, getattr(self, name), allowed)
+
+        self._coerce_numbers()
+        preset = SCALES[self.scale]
+        info = data.info(self.dataset)
+        resolved = {
+            "width_multiplier": preset.width_multiplier,
+            "image_size": preset.image_size or info.image_size,
+            "train_steps": preset.train_steps or paper_train_steps(self.architecture, self.dataset),
+            "eval_every": preset.eval_every,
+            "eval_samples": min(preset.eval_samples or info.fid_samples, info.split_size(self.fid_split)),
+        }
+        for name, value in resolved.items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+
+        _check_range("learning_rate", self.learning_rate, 0.0, 1.0, low_open=True)
+        if self.discriminator_learning_rate is not None:
+            _check_range("discriminator_learning_rate", self.discriminator_learning_rate, 0.0, 1.0, low_open=True)
+        _check_range("beta1", self.beta1, 0.0, 1.0)
+        _check_range("beta2", self.beta2, 0.0, 1.0)
+        _check_range("penalty_weight", self.penalty_weight, 0.0, 1e6)
+        _check_range("adam_epsilon", self.adam_epsilon, 0.0, 1.0, low_open=True)
+        _check_range("weight_clip", self.weight_clip, 0.0, 1e3, low_open=True)
+        _check_range("began_gamma", self.began_gamma, 0.0, 1.0, low_open=True)
+        _check_range("began_k_learning_rate", self.began_k_learning_rate, 0.0, 1.0)
+        _check_range("width_multiplier", self.width_multiplier, 0.0, 4.0, low_open=True)
+        if self.generator_bn_epsilon is not None:
+            _check_range("generator_bn_epsilon", self.generator_bn_epsilon, 0.0, 1.0, low_open=True)
+        _check_int("discriminator_steps", self.discriminator_steps, 1, 100)
+        _check_int("batch_size", self.batch_size, 2, 1 << 16)
+        _check_int("z_dim", self.z_dim, 1, 1 << 16)
+        _check_int("seed", self.seed, 0, 2**31 - 1)
+        _check_int("image_size", self.image_size, 4, 4096)
+        _check_int("eval_samples", self.eval_samples, 2, 10**7)
+        _check_int("train_steps", self.train_steps, 1, 10**9)
+        _check_int("eval_every", self.eval_every, 1, 10**9)
+        for name in ("train_steps", "eval_every"):
+            value = getattr(self, name)
+            if value % self.discriminator_steps:
+                raise ConfigError(
+                    f"{name}={value} is not allowed with discriminator_steps={self.discriminator_steps}: "
+                    f"it counts D updates and must be a multiple of discriminator_steps"
+                )
+        if self.eval_samples > info.split_size(self.fid_split):
+            raise ConfigError(
+                f"eval_samples={self.eval_samples} is larger than the {self.dataset} {self.fid_split} split "
+                f"({info.split_size(self.fid_split)} images)"
+            )
+        import models  # the registries; an architecture checks the shapes it supports
+
+        try:
+            models.check(self)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    def _coerce_numbers(self) -> None:
+        """Ray and Ax hand back 5.0 for 5 and numpy scalars; store plain Python numbers."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            kind = _base_type(f.type)
+            if value is None or kind is str:
+                if kind is str and not isinstance(value, str):
+                    raise ConfigError(f"{f.name}={value!r} is not allowed; expected a name (string)")
+                continue
+            if kind is bool:
+                if not isinstance(value, bool) and value not in (0, 1):
+                    raise ConfigError(f"{f.name}={value!r} is not allowed; expected true or false")
+                object.__setattr__(self, f.name, bool(value))
+            elif kind is int:
+                if isinstance(value, bool) or not _is_number(value) or float(value) != int(float(value)):
+                    raise ConfigError(f"{f.name}={value!r} is not allowed; expected an integer")
+                object.__setattr__(self, f.name, int(value))
+            elif kind is float:
+                if isinstance(value, bool) or not _is_number(value) or not math.isfinite(float(value)):
+                    raise ConfigError(f"{f.name}={value!r} is not allowed; expected a finite number")
+                object.__setattr__(self, f.name, float(value))
+
+
+def _choices(name: str) -> list[str]:
+    from study import data
+
+    if name == "scale":
+        return list(SCALES)
+    if name == "dataset":
+        return data.names()
+    import models
+
+    registry = {
+        "architecture": models.ARCHITECTURES,
+        "loss": models.LOSSES,
+        "normalization": models.NORMALIZATIONS,
+        "penalty": models.PENALTIES,
+    }[name]
+    return registry.names()
+
+
+def choices(name: str) -> list[str]:
+    """The allowed names of a choice field (`loss`, `dataset`, ...)."""
+    return _choices(name)
+
+
+def _check_choice(name: str, value: Any, allowed) -> None:
+    if value not in list(allowed):
+        raise ConfigError(f"{name}={value!r} is not allowed; choose one of: {', '.join(map(str, allowed))}")
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return not isinstance(value, str)
+
+
+def _check_range(name: str, value: float, low: float, high: float, low_open: bool = False) -> None:
+    ok = (low < value if low_open else low <= value) and value <= high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ConfigError(f"{name}={value!r} is out of range; allowed: {bracket}{low:g}, {high:g}]")
+
+
+def _check_int(name: str, value: int, low: int, high: int) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{name}={value!r} is out of range; allowed: integers in [{low}, {high}]")
+
+
+def _base_type(annotation: Any) -> type:
+    text = str(annotation)
+    for kind in (bool, int, float, str):
+        if text.startswith(kind.__name__):
+            return kind
+    raise TypeError(f"unsupported field type {annotation!r}")
+
+
+def _parse_string(name: str, text: str, annotation: Any) -> Any:
+    kind = _base_type(annotation)
+    if text.lower() in ("null", "none") and "None" in str(annotation):
+        return None
+    if kind is str:
+        return text
+    if kind is bool:
+        lowered = text.lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{name}={text!r} is not allowed; expected true or false")
+    try:
+        number = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r} is not allowed; expected a number") from None
+    return number

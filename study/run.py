@@ -1,0 +1,230 @@
+"""`python -m study.run`: run a study (a search space) through Ray Tune, then build its report.
+
+    python -m study.run --space table1                       # the paper's grid, embedded data, tiny scale
+    python -m study.run --space table1 --dry-run [--json]    # the trial table / one TrialConfig dict per line
+    python -m study.run --space table1 --arms normalization=spectral,penalty=gp
+    python -m study.run --resume studies/table1-...          # continue a killed study
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import pathlib
+import sys
+from typing import Any, Sequence
+
+import search_spaces
+from study.config import ConfigError, TrialConfig
+
+
+class UsageError(ValueError):
+    """A bad command-line value (one line, printed without a traceback)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m study.run",
+        description="Run a GAN hyperparameter study (a search space) through Ray Tune and build its report.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="spaces:\n" + "\n".join(f"  {n:<14}{search_spaces.get(n).description}" for n in search_spaces.names()),
+    )
+    parser.add_argument("--space", default="table1", help="search space name (default: table1)")
+    parser.add_argument("--arms", default=None, help="filter arms, e.g. loss=ns,normalization=spectral|layer")
+    parser.add_argument("--dataset", default="digits", help="dataset(s), comma-separated (default: digits)")
+    parser.add_argument("--architecture", default="sndcgan",
+                        help="architecture for arms that do not fix one (default: sndcgan)")
+    parser.add_argument("--scale", default="tiny", help="tiny | small | paper (default: tiny)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="fix any TrialConfig field for every trial (repeatable), e.g. --set train_steps=600")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per setting: 0..N-1 (default: 1)")
+    parser.add_argument("--out", default=None, help="study directory (default: a new folder under studies/)")
+    parser.add_argument("--dry-run", action="store_true", help="print the trial table and count, run nothing")
+    parser.add_argument("--json", action="store_true", help="with --dry-run: one TrialConfig JSON per line")
+    parser.add_argument("--cpus-per-trial", type=float, default=1.0)
+    parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional GPUs allowed")
+    parser.add_argument("--max-concurrent", type=int, default=0, help="0: as many as resources allow")
+    parser.add_argument("--pack", type=int, default=1,
+                        help="configurations trained one after another per Ray trial, sharing one compiled program")
+    parser.add_argument("--retries", type=int, default=2, help="retries of a failed trial before it is recorded as failed")
+    parser.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
+    parser.add_argument("--storage", default=None, help="Ray storage path or URI (shared on a cluster)")
+    parser.add_argument("--resume", default=None, metavar="STUDY_DIR", help="continue a killed study")
+    parser.add_argument("--no-report", action="store_true", help="skip building the analysis report")
+    return parser
+
+
+def _parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
+    values = {}
+    fields = TrialConfig.field_names()
+    for pair in pairs:
+        if "=" not in pair:
+            raise UsageError(f"--set {pair!r} is not KEY=VALUE")
+        key, value = pair.split("=", 1)
+        if key not in fields:
+            raise UsageError(f"--set field {key!r} is unknown; allowed fields: {', '.join(fields)}")
+        values[key] = value
+    return values
+
+
+def plan_trials(args: argparse.Namespace) -> tuple[search_spaces.Space, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(space, arms, trial dicts) of a grid/random space, validated as TrialConfigs."""
+    from study import config as config_module
+
+    try:
+        space = search_spaces.get(args.space)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    for name, values in (("scale", [args.scale]), ("dataset", args.dataset.split(",")),
+                         ("architecture", [args.architecture])):
+        allowed = config_module.choices(name)
+        for value in values:
+            if value not in allowed:
+                raise UsageError(f"--{name} {value!r} is unknown; choose one of: {', '.join(allowed)}")
+    if args.seeds < 1:
+        raise UsageError(f"--seeds={args.seeds} is not allowed; it must be >= 1")
+    try:
+        arm_filter = search_spaces.parse_arm_filter(args.arms)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    overrides = _parse_overrides(args.overrides)
+    trials: list[dict[str, Any]] = []
+    arms: list[dict[str, Any]] = []
+    for dataset in args.dataset.split(","):
+        base = {"dataset": dataset, "scale": args.scale, "architecture": args.architecture}
+        try:
+            arms += search_spaces.select_arms(space, arm_filter, base)
+            points = [] if space.search == "bayesian" else search_spaces.expand(space, base, arm_filter)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+        for point in points:
+            for seed in range(args.seeds):
+                trials.append({**point, "seed": seed})
+    resolved = []
+    for trial in trials:
+        raw = {**trial, **overrides}
+        try:
+            config = TrialConfig.from_dict(raw, coerce_strings=True)
+        except ValueError as error:
+            raise UsageError(f"space {space.name!r}: {error}") from None
+        resolved.append(config.to_dict())
+    return space, arms, resolved
+
+
+def print_dry_run(space: search_spaces.Space, arms: list[dict], trials: list[dict], as_json: bool) -> None:
+    if as_json:
+        for trial in trials:
+            print(json.dumps(trial, sort_keys=True))
+        return
+    if space.search == "bayesian":
+        print(f"space {space.name}: Bayesian, {len(arms)} arm(s) x {space.rounds} rounds x {space.round_size} "
+              f"= {len(arms) * space.rounds * space.round_size} trials")
+        for arm in arms:
+            print("  arm", search_spaces.arm_name(arm))
+        return
+    import pandas as pd
+
+    frame = pd.DataFrame(trials)
+    varying = [c for c in frame.columns if frame[c].astype(str).nunique() > 1] or ["dataset"]
+    columns = [c for c in ("architecture", "loss", "normalization", "penalty") if c in frame] + \
+              [c for c in varying if c not in ("architecture", "loss", "normalization", "penalty")]
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        print(frame[columns].to_string())
+    print(f"{len(trials)} trials in space {space.name} ({space.search}); fixed: scale={trials[0]['scale']}, "
+          f"train_steps={trials[0]['train_steps']}, eval_every={trials[0]['eval_every']}")
+
+
+def default_study_dir(space: str) -> pathlib.Path:
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return pathlib.Path("studies") / f"{space}-{stamp}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.resume:
+            study_dir = pathlib.Path(args.resume)
+            manifest_path = study_dir / "manifest.json"
+            if not manifest_path.exists():
+                raise UsageError(f"--resume {study_dir}: no manifest.json there; is it a study directory?")
+            original = json.loads(manifest_path.read_text())["argv"]
+            args = parser.parse_args([*original, *argv])
+            args.out = str(study_dir)
+        space, arms, trials = plan_trials(args)
+        from study.tune import Resources
+
+        resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
+        if args.pack < 1:
+            raise UsageError(f"--pack={args.pack} is not allowed; it must be >= 1")
+        if args.retries < 0:
+            raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
+    except (UsageError, ConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print_dry_run(space, arms, trials, args.json)
+        return 0
+    return run_study(args, argv, space, arms, trials, resources)
+
+
+def run_study(args, argv, space, arms, trials, resources) -> int:
+    import time
+
+    from study import store, tune
+
+    study_dir = pathlib.Path(args.out) if args.out else default_study_dir(space.name)
+    study_dir.mkdir(parents=True, exist_ok=True)
+    resuming = bool(args.resume)
+    if not resuming:
+        if (study_dir / "manifest.json").exists():
+            print(f"error: {study_dir} already holds a study; use --resume {study_dir} or another --out",
+                  file=sys.stderr)
+            return 2
+        tune.new_manifest(study_dir, space=space.name, search=space.search, arms=arms,
+                          trials_total=len(trials) if space.search != "bayesian" else len(arms) * space.rounds * space.round_size,
+                          seed=space.seed, argv=argv)
+    print(f"[study {study_dir.name}] {space.name}: {len(trials) if trials else 'Bayesian'} trials -> {study_dir}",
+          file=sys.stderr, flush=True)
+    started = time.time()
+    identity = {"study": study_dir.name, "search": space.search, "round": 0}
+    if space.search == "bayesian":
+        from study import bayes
+
+        bayes.run_bayesian(study_dir, space, arms, identity=identity, resources=resources, args=args)
+    else:
+        tune.run_grid(study_dir, trials, identity=identity, resources=resources, pack=args.pack,
+                      retries=args.retries, address=args.address, storage=args.storage, resume=resuming)
+    frame = store.collect(study_dir)
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    wall = float(manifest.get("wall_time_s", 0.0)) + time.time() - started
+    tune.write_manifest(study_dir, finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                        wall_time_s=wall)
+    summary = _summary(frame)
+    print(summary, file=sys.stderr)
+    if not args.no_report:
+        from analysis.report import build_report
+
+        index = build_report([study_dir])
+        print(index)
+    return 0
+
+
+def _summary(frame) -> str:
+    if frame.empty or "score" not in frame:
+        return "no results"
+    final = frame[frame["final"]]
+    counts = final["status"].value_counts().to_dict()
+    best = frame.loc[frame["score"].idxmin()] if frame["score"].notna().any() else None
+    text = f"trials: {len(final)} ({', '.join(f'{k} {v}' for k, v in counts.items())})"
+    if best is not None:
+        metric = "fid" if frame["fid"].notna().any() else "fid_domain"
+        text += (f"; best {metric} {best['score']:.3f} at step {int(best['step'])}: {best['arm']} lr={best['learning_rate']:g} "
+                 f"lambda={best['penalty_weight']:g} beta1={best['beta1']:g} beta2={best['beta2']:g} "
+                 f"n_dis={int(best['discriminator_steps'])}")
+    return text
+
+
+if __name__ == "__main__":
+    sys.exit(main())

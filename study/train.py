@@ -1,0 +1,260 @@
+"""Training: the train state, the jit-compiled update, and the trial loop's pieces.
+
+Semantics follow the paper's code (compare_gan_v2 §5): `train_steps` counts
+discriminator updates; every D update gets a fresh real batch and fresh
+z ~ U[-1, 1]^z_dim; G is updated after the first D update of each group of
+`discriminator_steps` with that step's z (the code's `(step - 1) % disc_iters == 0`);
+Adam(lr, beta1, beta2, eps) for each net, constant lr, no weight EMA; G's batch norm
+in training mode in both updates.
+
+One call of the train step is one whole group: D, G, then n_dis - 1 more D updates,
+all inside one jit-compiled pure function (a `lax.scan`, no host round trip).
+Hyperparameters (lr, betas, lambda) live in the state as arrays, so trials that differ
+only in them share one compiled program.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+import models
+from study.config import TrialConfig
+
+PyTree = Any
+
+# Fields that change the compiled program; everything else is a traced value.
+_PROGRAM_FIELDS = (
+    "dataset", "architecture", "loss", "normalization", "penalty", "discriminator_steps", "batch_size",
+    "z_dim", "image_size", "width_multiplier", "adam_epsilon", "weight_clip", "began_gamma",
+    "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
+    "resnet_tanh", "generator_bn_epsilon",
+)
+
+EVAL_LATENT_SEED = 42  # the paper's code draws eval z with np.random.seed(42): same latents every checkpoint
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that evolves during training; a checkpoint is exactly this pytree."""
+
+    step: jnp.ndarray  # int32 scalar: D updates done
+    generator: dict  # {"params": ..., "batch_stats": ...}
+    discriminator: dict  # {"params": ..., plus "batch_stats" / "spectral" as used}
+    generator_opt: optax.OptState
+    discriminator_opt: optax.OptState
+    loss_state: dict  # {} or BEGAN's {"k": ...}
+    penalty_weight: jnp.ndarray  # lambda, float32 scalar (traced, not compiled in)
+
+
+@dataclasses.dataclass(frozen=True)
+class Program:
+    """The compiled pieces shared by every trial with the same program key."""
+
+    gan: Any
+    optimizer: optax.GradientTransformation
+    init: Callable[[jax.Array], TrainState]
+    train_step: Callable  # (state, real_batches uint8 [n_dis, B, H, W, C], rng) -> (state, metrics)
+    sample: Callable  # (generator_variables, batch_index, batch_size) -> images [b, H, W, C] in data range
+
+
+def program_key(config: TrialConfig) -> tuple:
+    return tuple((name, getattr(config, name)) for name in _PROGRAM_FIELDS)
+
+
+def image_shape(config: TrialConfig) -> tuple[int, int, int]:
+    from study import data
+
+    return (config.image_size, config.image_size, data.info(config.dataset).channels)
+
+
+def _adam():
+    # inject_hyperparams keeps lr/b1/b2 in the optimizer state as arrays (traced values).
+    return optax.inject_hyperparams(optax.adam)
+
+
+def make_optimizer(adam_epsilon: float) -> optax.GradientTransformation:
+    return _adam()(learning_rate=1e-4, b1=0.5, b2=0.999, eps=adam_epsilon)
+
+
+def _set_hyperparams(opt_state, learning_rate: float, beta1: float, beta2: float):
+    hp = dict(opt_state.hyperparams)
+    hp["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
+    hp["b1"] = jnp.asarray(beta1, jnp.float32)
+    hp["b2"] = jnp.asarray(beta2, jnp.float32)
+    return opt_state._replace(hyperparams=hp)
+
+
+def to_model_range(images_uint8: jnp.ndarray, data_range: tuple[float, float]) -> jnp.ndarray:
+    """uint8 [..., H, W, C] in [0, 255] -> float32 in `data_range` ([0, 1], or [-1, 1] for TAN)."""
+    low, high = data_range
+    return images_uint8.astype(jnp.float32) * ((high - low) / 255.0) + low
+
+
+def _split_collections(variables: dict) -> tuple[PyTree, dict]:
+    params = variables["params"]
+    rest = {k: v for k, v in variables.items() if k != "params"}
+    return params, rest
+
+
+def _global_norm(tree: PyTree) -> jnp.ndarray:
+    return optax.global_norm(tree)
+
+
+def build_program(config: TrialConfig) -> Program:
+    """Builds (uncompiled) the pure functions of a trial; see `get_program` for the shared, jitted ones."""
+    gan = models.build(config, image_shape(config))
+    optimizer = make_optimizer(config.adam_epsilon)
+    n_dis = config.discriminator_steps
+    batch = config.batch_size
+    z_dim = gan.z_dim
+    data_range = tuple(gan.data_range)
+
+    def init(rng: jax.Array) -> TrainState:
+        """Initial weights and optimizer state; hyperparameters are set by `with_hyperparameters`."""
+        g_vars, d_vars = gan.init(rng)
+        return TrainState(
+            step=jnp.zeros((), jnp.int32),
+            generator=g_vars,
+            discriminator=d_vars,
+            generator_opt=optimizer.init(g_vars["params"]),
+            discriminator_opt=optimizer.init(d_vars["params"]),
+            loss_state=gan.loss.init_state(),
+            penalty_weight=jnp.zeros((), jnp.float32),
+        )
+
+    def generate(g_vars: dict, z: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+        params, rest = _split_collections(g_vars)
+        images, updates = gan.generator.apply({"params": params, **rest}, z, train=True, mutable=list(rest))
+        return images, {"params": params, **updates}
+
+    def discriminate(d_params: PyTree, d_rest: dict, x: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+        out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest))
+        return out, {**d_rest, **updates}
+
+    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
+        """One D update: fresh real batch, fresh z. Returns (state, z, metrics)."""
+        z_key, penalty_key = jax.random.split(rng)
+        z = jax.random.uniform(z_key, (batch, z_dim), jnp.float32, -1.0, 1.0)
+        real = to_model_range(real_uint8, data_range)
+        # G in training mode (the paper's code); its batch-norm statistics advance here too.
+        fake, g_vars = generate(state.generator, z)
+        fake = jax.lax.stop_gradient(fake)
+        d_params, d_rest = _split_collections(state.discriminator)
+
+        def loss_fn(params):
+            real_out, rest = discriminate(params, d_rest, real)
+            fake_out, rest = discriminate(params, rest, fake)
+            loss, loss_state = gan.loss.discriminator_loss(real_out, fake_out, state.loss_state)
+
+            def d_fn(x):
+                return discriminate(params, rest, x)[0]
+
+            penalty = gan.penalty(d_fn, params, real, fake, penalty_key)
+            total = loss + state.penalty_weight * penalty
+            return total, (rest, loss_state, loss, penalty)
+
+        (total, (d_rest, loss_state, loss, penalty)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+        updates, d_opt = optimizer.update(grads, state.discriminator_opt, d_params)
+        d_params = gan.penalty.project(optax.apply_updates(d_params, updates))
+        state = state.replace(
+            generator=g_vars,
+            discriminator={"params": d_params, **d_rest},
+            discriminator_opt=d_opt,
+            loss_state=loss_state,
+            step=state.step + 1,
+        )
+        metrics = {"d_loss": loss, "d_total_loss": total, "penalty": penalty, "d_grad_norm": _global_norm(grads)}
+        return state, z, metrics
+
+    def g_update(state: TrainState, z: jnp.ndarray):
+        g_params, g_rest = _split_collections(state.generator)
+        d_params, d_rest = _split_collections(state.discriminator)
+
+        def loss_fn(params):
+            images, g_updates = gan.generator.apply(
+                {"params": params, **g_rest}, z, train=True, mutable=list(g_rest)
+            )
+            fake_out, new_d_rest = discriminate(d_params, d_rest, images)
+            return gan.loss.generator_loss(fake_out, state.loss_state), (g_updates, new_d_rest)
+
+        (loss, (g_updates, new_d_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
+        updates, g_opt = optimizer.update(grads, state.generator_opt, g_params)
+        g_params = optax.apply_updates(g_params, updates)
+        state = state.replace(
+            generator={"params": g_params, **g_updates},
+            # The paper's code updates SN's u whenever D is evaluated, the G step included.
+            discriminator={"params": d_params, **new_d_rest},
+            generator_opt=g_opt,
+        )
+        return state, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
+
+    def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):
+        """One group: D (z_0), G (z_0), then n_dis - 1 D updates.
+
+        real_batches: uint8 [n_dis, batch, H, W, C], one fresh batch per D update.
+        rng: the trial's training key; update k uses fold_in(rng, global D step k).
+        Returns (state, metrics of the group: last D update's and the G update's).
+        """
+        step0 = state.step
+        state, z, d_metrics = d_update(state, real_batches[0], jax.random.fold_in(rng, step0))
+        state, g_metrics = g_update(state, z)
+        if n_dis > 1:
+
+            def body(carry, real):
+                carry, _, metrics = d_update(carry, real, jax.random.fold_in(rng, carry.step))
+                return carry, metrics
+
+            state, scanned = jax.lax.scan(body, state, real_batches[1:])
+            d_metrics = jax.tree_util.tree_map(lambda x: x[-1], scanned)
+        metrics = {**d_metrics, **g_metrics}
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
+        metrics["finite"] = finite
+        return state, metrics
+
+    def sample(g_vars: dict, batch_index: int, batch_size: int) -> jnp.ndarray:
+        """Eval samples: G with batch-norm moving averages, z fixed by (seed 42, batch_index)."""
+        key = jax.random.fold_in(jax.random.PRNGKey(EVAL_LATENT_SEED), batch_index)
+        z = jax.random.uniform(key, (batch_size, z_dim), jnp.float32, -1.0, 1.0)
+        return gan.generator.apply(g_vars, z, train=False)
+
+    return Program(gan=gan, optimizer=optimizer, init=init, train_step=train_step, sample=sample)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_program(key: tuple) -> Program:
+    config = TrialConfig.from_dict(dict(key))
+    program = build_program(config)
+    return dataclasses.replace(
+        program,
+        init=jax.jit(program.init),
+        # Donating the state lets XLA update parameters and optimizer moments in place.
+        train_step=jax.jit(program.train_step, donate_argnums=0),
+        sample=jax.jit(program.sample, static_argnums=(1, 2)),
+    )
+
+
+def get_program(config: TrialConfig) -> Program:
+    """The jit-compiled program for this config, shared by every trial (in this process)
+    with the same program key; across processes JAX's persistent cache shares it."""
+    return _cached_program(program_key(config))
+
+
+def with_hyperparameters(state: TrainState, config: TrialConfig) -> TrainState:
+    """Sets the traced hyperparameters (lr, betas, lambda) of `config` into the state."""
+    return state.replace(
+        generator_opt=_set_hyperparams(state.generator_opt, config.learning_rate, config.beta1, config.beta2),
+        discriminator_opt=_set_hyperparams(
+            state.discriminator_opt, config.effective_discriminator_learning_rate, config.beta1, config.beta2
+        ),
+        penalty_weight=jnp.asarray(config.penalty_weight, jnp.float32),
+    )
+
+
+def init_state(program: Program, config: TrialConfig, rng: jax.Array) -> TrainState:
+    return with_hyperparameters(program.init(rng), config)

@@ -1,0 +1,319 @@
+"""Studies on Ray Tune: the trainable, the searchers, resume, progress, the manifest.
+
+Grid and random spaces are expanded (seeded) into explicit trial lists and handed to
+Ray as one `grid_search` axis, so Ray schedules, retries and resumes them; Bayesian
+spaces are driven by `study.bayes`'s Ax searcher. Every Ray trial runs
+`study.trial.run_trial` for one configuration, or for `pack` configurations that
+share one compiled program, one after another in the same process.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import pathlib
+import platform
+import subprocess
+import sys
+import time
+from typing import Any, Mapping, Sequence
+
+from study import store
+
+RAY_DIR_NAME = "ray"
+MANIFEST = "manifest.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0  # 0: as many as the resources allow
+
+    def __post_init__(self) -> None:
+        if not self.cpus_per_trial > 0:
+            raise ValueError(f"--cpus-per-trial={self.cpus_per_trial} is not allowed; it must be > 0")
+        if self.gpus_per_trial < 0:
+            raise ValueError(f"--gpus-per-trial={self.gpus_per_trial} is not allowed; it must be >= 0")
+        if self.max_concurrent < 0:
+            raise ValueError(f"--max-concurrent={self.max_concurrent} is not allowed; it must be >= 0")
+
+
+def pack_trials(trials: Sequence[Mapping[str, Any]], pack: int) -> list[list[dict[str, Any]]]:
+    """Groups trials that share a compiled program (same program key) into packs of at most `pack`."""
+    from study.config import TrialConfig
+    from study.train import program_key
+
+    if pack < 1:
+        raise ValueError(f"--pack={pack} is not allowed; it must be >= 1")
+    groups: dict[tuple, list[dict[str, Any]]] = {}
+    for trial in trials:
+        groups.setdefault(program_key(TrialConfig.from_dict(trial)), []).append(dict(trial))
+    packs = []
+    for members in groups.values():
+        packs.extend(members[i: i + pack] for i in range(0, len(members), pack))
+    return packs
+
+
+# ---------------------------------------------------------------------------- trainable
+def _report_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The subset of a results row Ray can store: numbers, flags and short strings."""
+    keep = {}
+    for key, value in row.items():
+        if isinstance(value, bool) or isinstance(value, (int, float)) or (isinstance(value, str) and len(value) < 300):
+            keep[key] = value
+        elif hasattr(value, "item"):
+            keep[key] = value.item()
+    return keep
+
+
+def trainable(params: dict[str, Any]) -> None:
+    """Ray Tune function trainable: params = {"study_dir", "identity", "trials": [trial dicts]}."""
+    from ray import tune
+
+    from study.config import TrialConfig
+    from study.runtime import configure_jax
+    from study.trial import run_trial
+
+    configure_jax()
+    study_dir = pathlib.Path(params["study_dir"])
+    identity = dict(params.get("identity", {}))
+    trials = params["trials"]
+    if isinstance(trials, Mapping):
+        trials = [trials]
+    final_scores = []
+    for index, trial in enumerate(trials):
+        config = TrialConfig.from_dict(trial)
+        trial_identity = {**identity, "arm": _arm(trial), "round": int(trial.get("_round", identity.get("round", 0)))}
+        trial_identity.pop("_round", None)
+        last = index == len(trials) - 1
+
+        def report(row: dict[str, Any], *, _config=config, _last=last) -> None:
+            metrics = _report_metrics(row)
+            metrics["pack_index"] = index
+            metrics["pack_done"] = _last and row.get("final", False)
+            tune.report(metrics)
+
+        final = run_trial(config, study_dir / store.TRIALS_DIR / config.trial_id, identity=trial_identity,
+                          on_eval=report)
+        final_scores.append(final.get("best_score"))
+
+
+def _arm(trial: Mapping[str, Any]) -> str:
+    from search_spaces import arm_name
+
+    return arm_name(trial)
+
+
+# ---------------------------------------------------------------------------- progress
+class Progress:
+    """A live line per study event: trials done / running / failed, best score so far.
+
+    Plain lines (no terminal control codes), so the same output reads well in a
+    terminal and in a log file.
+    """
+
+    def __init__(self, total_configs: int, study_dir: pathlib.Path, stream=sys.stderr):
+        self.total = total_configs
+        self.study_dir = study_dir
+        self.stream = stream
+        self.started = time.time()
+        self.best: float | None = None
+        self.metric = "score"
+        self.done = 0
+        self.failed = 0
+        self.diverged = 0
+        self.running: set[str] = set()
+
+    def result(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        self.running.add(trial_id)
+        score = result.get("score")
+        if isinstance(score, (int, float)) and score == score:
+            if self.best is None or score < self.best:
+                self.best = float(score)
+        if result.get("final"):
+            self.done += 1
+            if result.get("diverged"):
+                self.diverged += 1
+        self.print()
+
+    def finished(self, trial_id: str) -> None:
+        self.running.discard(trial_id)
+        self.print()
+
+    def errored(self, trial_id: str) -> None:
+        self.running.discard(trial_id)
+        self.failed += 1
+        self.print()
+
+    def print(self) -> None:
+        elapsed = time.time() - self.started
+        best = "n/a" if self.best is None else f"{self.best:.3f}"
+        print(
+            f"[study {self.study_dir.name}] {elapsed:6.0f}s  configs done {self.done}/{self.total}  "
+            f"running {len(self.running)}  diverged {self.diverged}  failed {self.failed}  best score {best}",
+            file=self.stream, flush=True,
+        )
+
+
+def _progress_callback(progress: Progress):
+    from ray.tune import Callback
+
+    class _Callback(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            progress.result(trial.trial_id, result)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            progress.finished(trial.trial_id)
+            store.collect(progress.study_dir)
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            progress.errored(trial.trial_id)
+            store.collect(progress.study_dir)
+
+    return _Callback()
+
+
+# ---------------------------------------------------------------------------- manifest
+def _versions() -> dict[str, str]:
+    from importlib import metadata
+
+    versions = {"python": platform.python_version()}
+    for name in ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "ray", "ax-platform", "numpy", "pandas",
+                 "pyarrow", "gan-study"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def _git_commit() -> str:
+    try:
+        root = pathlib.Path(__file__).resolve().parent.parent
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip()
+        return commit + ("+dirty" if dirty.stdout.strip() else "") if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _hardware() -> dict[str, Any]:
+    info: dict[str, Any] = {"machine": platform.machine(), "cores": os.cpu_count(), "system": platform.system()}
+    try:
+        import jax
+
+        info["jax_devices"] = [str(d) for d in jax.devices()]
+        info["jax_backend"] = jax.default_backend()
+    except Exception:  # the manifest must not fail a study
+        pass
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    info["cpu"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def write_manifest(study_dir: pathlib.Path, **fields: Any) -> dict[str, Any]:
+    path = study_dir / MANIFEST
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest.update(fields)
+    store.write_json_atomic(manifest, path)
+    return manifest
+
+
+def new_manifest(study_dir: pathlib.Path, *, space: str, search: str, arms: list[dict], trials_total: int,
+                 seed: int, argv: Sequence[str], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    return write_manifest(
+        study_dir,
+        study=study_dir.name, space=space, search=search, arms=arms, trials_total=trials_total, seed=seed,
+        argv=list(argv), command=" ".join(["python", "-m", "study.run", *argv]),
+        versions=_versions(), git_commit=_git_commit(), hardware=_hardware(),
+        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **(extra or {}),
+    )
+
+
+# ---------------------------------------------------------------------------- running
+def init_ray(address: str | None, num_cpus: int | None = None) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    # Trial processes inherit the driver's environment; PYTHONPATH makes the project
+    # importable in them even when it is used from a checkout.
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}}
+    for name in ("GAN_STUDY_CACHE", "GAN_STUDY_DATA", "FID_INCEPTION_WEIGHTS", "JAX_COMPILATION_CACHE_DIR",
+                 "XLA_FLAGS", "JAX_PLATFORMS"):
+        if name in os.environ:
+            runtime_env["env_vars"][name] = os.environ[name]
+    if address:
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    else:
+        ray.init(num_cpus=num_cpus, runtime_env=runtime_env, include_dashboard=False, log_to_driver=True,
+                 configure_logging=True, logging_level="WARNING")
+
+
+def run_grid(
+    study_dir: pathlib.Path,
+    trials: Sequence[Mapping[str, Any]],
+    *,
+    identity: Mapping[str, Any],
+    resources: Resources = Resources(),
+    pack: int = 1,
+    retries: int = 2,
+    address: str | None = None,
+    storage: str | None = None,
+    resume: bool = False,
+    search_alg: Any = None,
+) -> None:
+    """Runs an explicit list of trials (grid, random, rerun) through Ray Tune."""
+    import ray
+    from ray import tune
+
+    study_dir = pathlib.Path(study_dir).absolute()
+    packs = pack_trials(trials, pack)
+    init_ray(address)
+    progress = Progress(len(trials), study_dir)
+    storage_path = storage or str(study_dir)
+    experiment_path = (storage_path.rstrip("/") + "/" + RAY_DIR_NAME) if storage else str(study_dir / RAY_DIR_NAME)
+    trainable_with_resources = tune.with_resources(
+        trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+    )
+    run_config = tune.RunConfig(
+        name=RAY_DIR_NAME,
+        storage_path=storage_path,
+        failure_config=tune.FailureConfig(max_failures=retries),
+        callbacks=[_progress_callback(progress)],
+        verbose=0,
+    )
+    if resume and tune.Tuner.can_restore(experiment_path):
+        print(f"[study {study_dir.name}] resuming Ray experiment {experiment_path}", file=sys.stderr, flush=True)
+        tuner = tune.Tuner.restore(experiment_path, trainable=trainable_with_resources,
+                                   resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable_with_resources,
+            param_space={
+                "study_dir": str(study_dir),
+                "identity": dict(identity),
+                "trials": tune.grid_search(packs),
+            },
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=resources.max_concurrent or None,
+                trial_name_creator=lambda t: f"pack_{t.trial_id}",
+                trial_dirname_creator=lambda t: f"pack_{t.trial_id}",
+                search_alg=search_alg,
+            ),
+            run_config=run_config,
+        )
+    tuner.fit()
+    store.collect(study_dir)

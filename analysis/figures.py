@@ -1,0 +1,181 @@
+"""The report's figures: matplotlib `Figure` objects (Agg canvas, no pyplot state) + seaborn.
+
+Each function takes tables computed by `analysis.stats`/`analysis.tables` and a path,
+writes one PNG and returns the path. Non-finite scores (failed trials) are never drawn
+as points; figures that select them say how many in their labels.
+"""
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from analysis.stats import metric_label, top_k_count
+
+DPI = 90
+PALETTE = [
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
+]
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save(figure: Figure, path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI)
+    return path
+
+
+def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, path: pathlib.Path) -> pathlib.Path:
+    """Box + strip of the best `fraction` of each cell's trial scores; one panel per dataset.
+
+    A cell is one value of `axis` within a dataset, pooling all trials with that value.
+    Tick labels give the cell's trial count n and the selection size m.
+    """
+    import seaborn as sns
+
+    # Datasets are separate panels; the dataset axis itself is drawn in one panel.
+    trials = trials.assign(_panel="all datasets") if axis == "dataset" else trials.assign(_panel=trials["dataset"])
+    datasets = sorted(trials["_panel"].unique())
+    values = sorted(trials[axis].unique())
+    figure = _new_figure(max(4.5, 1.0 + 0.9 * len(values)) * len(datasets), 3.6)
+    axes = figure.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets):
+        subset = trials[trials["_panel"] == dataset]
+        selected, labels = [], []
+        for value in values:
+            scores = np.sort(subset.loc[subset[axis] == value, "score"].to_numpy(float))
+            if scores.size == 0:
+                continue
+            m = top_k_count(scores.size, fraction)
+            top = scores[:m]
+            failed = int((~np.isfinite(top)).sum())
+            label = f"{value}\nn={scores.size}, top {m}" + (f"\n({failed} no score)" if failed else "")
+            labels.append(label)
+            selected.append(pd.DataFrame({"cell": label, "score": top[np.isfinite(top)]}))
+        frame = pd.concat(selected, ignore_index=True) if selected else pd.DataFrame({"cell": [], "score": []})
+        if not frame.empty:
+            sns.boxplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#cfe0f3", fliersize=0, width=0.6)
+            sns.stripplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#1f3b73", size=3.5, jitter=0.2)
+        ax.set_title(f"{dataset}: best {fraction:.0%} per {axis}")
+        ax.set_xlabel("")
+        ax.set_ylabel(metric_label(metric, short=True) + " (lower is better)")
+        ax.tick_params(axis="x", labelsize=8)
+    return _save(figure, path)
+
+
+def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arms: int = 10) -> pathlib.Path:
+    """Expected best score vs number of trials k (log x) with its bootstrap band, per arm;
+    one panel per dataset, at most `max_arms` arms per panel (best at k = min(5, N))."""
+    datasets = sorted(curves["dataset"].unique())
+    figure = _new_figure(6.5 * len(datasets), 4.2)
+    axes = figure.subplots(1, len(datasets), squeeze=False)[0]
+    for ax, dataset in zip(axes, datasets):
+        subset = curves[curves["dataset"] == dataset]
+        arms = _best_arms(subset, max_arms)
+        for colour, arm in zip(PALETTE * 4, arms):
+            curve = subset[subset["arm"] == arm].sort_values("k")
+            ax.plot(curve["k"], curve["expected_best"], color=colour, label=arm, lw=1.5)
+            ax.fill_between(curve["k"], curve["lower"], curve["upper"], color=colour, alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("trials run (k)")
+        ax.set_ylabel(f"expected best {metric_label(metric, short=True)}")
+        shown = "" if len(arms) == subset["arm"].nunique() else f" ({len(arms)} of {subset['arm'].nunique()} arms)"
+        ax.set_title(f"{dataset}{shown}")
+        ax.legend(fontsize=6, loc="upper right", frameon=False)
+    return _save(figure, path)
+
+
+def _best_arms(curves: pd.DataFrame, max_arms: int) -> list[str]:
+    at = curves[curves["k"] == curves.groupby("arm")["k"].transform(lambda k: min(5, k.max()))]
+    ranked = at.sort_values("expected_best", na_position="last")["arm"].tolist()
+    return ranked[:max_arms]
+
+
+def ablation_heatmap(table: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
+    """Heat-map of the median-score difference of each switch vs the default (rows: switch,
+    columns: ablation context)."""
+    import seaborn as sns
+
+    pivot = table.pivot_table(index="switch", columns="context", values="median_diff", aggfunc="first")
+    figure = _new_figure(2.5 + 2.2 * pivot.shape[1], 1.2 + 0.4 * pivot.shape[0])
+    ax = figure.subplots()
+    finite = pivot.where(np.isfinite(pivot))
+    bound = float(np.nanmax(np.abs(finite.to_numpy()))) if finite.notna().any().any() else 1.0
+    sns.heatmap(finite, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-bound, vmax=bound, ax=ax,
+                cbar_kws={"label": "median score − default (lower is better)"})
+    ax.set_xlabel("")
+    ax.set_ylabel("switch")
+    ax.tick_params(axis="x", labelsize=7)
+    return _save(figure, path)
+
+
+def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str, title: str,
+                       path: pathlib.Path, max_arms: int = 10) -> pathlib.Path:
+    """Score vs each hyperparameter (log x for lr and lambda): points per trial coloured by
+    arm and, where a parameter takes at most 6 values, a line through each arm's medians."""
+    finite = trials[np.isfinite(trials["score"].to_numpy(float))]
+    best = finite.groupby("arm")["score"].min().sort_values()
+    arms = best.index[:max_arms].tolist()
+    figure = _new_figure(3.2 * len(parameters) + 2.8, 3.4)
+    axes = figure.subplots(1, len(parameters), squeeze=False)[0]
+    for ax, parameter in zip(axes, parameters):
+        for colour, arm in zip(PALETTE * 4, arms):
+            points = finite[(finite["arm"] == arm) & finite[parameter].notna()]
+            if points.empty:
+                continue
+            ax.scatter(points[parameter], points["score"], s=9, alpha=0.45, color=colour, label=arm)
+            if points[parameter].nunique() <= 6:
+                medians = points.groupby(parameter)["score"].median()
+                ax.plot(medians.index, medians.values, color=colour, lw=1.2)
+        if parameter in ("learning_rate", "penalty_weight") and (finite[parameter] > 0).all():
+            ax.set_xscale("log")
+        ax.set_xlabel(parameter)
+        ax.set_ylabel(metric_label(metric, short=True))
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="outside right upper", fontsize=6, frameon=False)
+    figure.suptitle(title, fontsize=10)
+    return _save(figure, path)
+
+
+def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> pathlib.Path:
+    """Bayesian studies: best score within each round (markers) and best so far (line), per arm."""
+    figure = _new_figure(7.5, 3.8)
+    ax = figure.subplots()
+    for colour, (arm, group) in zip(PALETTE * 4, per_round.groupby("arm", sort=True)):
+        group = group.sort_values("round")
+        ax.plot(group["round"], group["round_best"], "o", color=colour, ms=4, alpha=0.7)
+        ax.plot(group["round"], group["best_so_far"], "-", color=colour, label=arm)
+    ax.set_xlabel("Bayesian round")
+    ax.set_ylabel(f"best {metric_label(metric, short=True)}")
+    ax.legend(fontsize=7, frameon=False)
+    return _save(figure, path)
+
+
+def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str, path: pathlib.Path) -> pathlib.Path:
+    """Score and D/G losses vs step for the given trials (top row score, bottom row losses)."""
+    figure = _new_figure(12, 6.2)
+    score_ax, d_ax, g_ax = figure.subplots(1, 3)
+    keyed = rows.set_index(["study", "trial_id"]).sort_index()
+    for colour, trial in zip(PALETTE * 4, trials.itertuples()):
+        curve = keyed.loc[(trial.study, trial.trial_id)].sort_values("step")
+        label = f"{trial.arm} [{trial.trial_id[:6]}]"
+        score_ax.plot(curve["step"], curve[metric], "-o", ms=3, color=colour, label=label)
+        d_ax.plot(curve["step"], curve["d_loss"], color=colour)
+        g_ax.plot(curve["step"], curve["g_loss"], color=colour)
+    score_ax.set_ylabel(metric_label(metric, short=True))
+    d_ax.set_ylabel("discriminator loss")
+    g_ax.set_ylabel("generator loss")
+    for ax in (score_ax, d_ax, g_ax):
+        ax.set_xlabel("step (D updates)")
+    figure.legend(*score_ax.get_legend_handles_labels(), loc="outside lower center", ncol=2, fontsize=7, frameon=False)
+    return _save(figure, path)

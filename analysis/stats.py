@@ -1,0 +1,326 @@
+"""The statistics of the report: trial scores, top-k%, expected best under a budget,
+bootstrap intervals, seed variance and hyperparameter importance.
+
+Conventions (Kurach et al. 2019; Lučić et al. 2018):
+- A trial's score is the MIN of the score metric over its evaluations (lower is better).
+- A trial without a finite score (failed, or diverged before any finite evaluation)
+  scores +inf: it stays in every denominator, never dropped.
+All randomness is seeded by an explicit argument.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from analysis.load import CONFIG_FIELDS, HYPERPARAMETERS, PROTOCOL_COLUMNS
+
+TRIAL_KEY = ["study", "trial_id"]
+
+METRIC_LABELS = {
+    "fid": "FID (Inception)",
+    "fid_domain": "domain-feature FID (not comparable with published FIDs)",
+}
+
+
+def metric_label(metric: str, short: bool = False) -> str:
+    """The name a plot axis shows: never plain "FID" for the domain-feature variant."""
+    if short and metric == "fid_domain":
+        return "domain FID (not Inception)"
+    return METRIC_LABELS.get(metric, metric)
+
+
+def choose_score_metric(rows: pd.DataFrame) -> str:
+    """`fid` if any row has an Inception FID, else `fid_domain` (the study contract)."""
+    if "fid" in rows.columns and rows["fid"].notna().any():
+        return "fid"
+    return "fid_domain"
+
+
+# ----------------------------------------------------------------------------- protocol
+def protocol_key(rows: pd.DataFrame) -> pd.Series:
+    """One string per row naming its FID protocol (features, weights, resize, precision,
+    sample counts, split); columns the table lacks read as "?"."""
+    parts = []
+    for column in PROTOCOL_COLUMNS:
+        if column in rows.columns:
+            parts.append(column + "=" + rows[column].astype(object).where(rows[column].notna(), "?").astype(str))
+        else:
+            parts.append(pd.Series(column + "=?", index=rows.index))
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + "; " + part
+    return key
+
+
+def split_by_protocol(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Keeps, per dataset, only the score rows of the dominant FID protocol.
+
+    Scores measured under different protocols (feature network, weights, resize,
+    sample counts, split) are not comparable, so they must not meet in one plot.
+    Datasets are compared only within themselves, so the check is per dataset. The
+    protocol used by the most trials wins; score rows of other protocols are removed
+    and returned as a summary (dataset, protocol, trials, rows) for a prominent notice.
+    Rows without a score (losses only, failures) are always kept.
+    """
+    scored = rows[metric].notna()
+    if not scored.any():
+        return rows, pd.DataFrame(columns=["dataset", "protocol", "trials", "rows"])
+    keys = protocol_key(rows)
+    scored_rows = rows.loc[scored, ["dataset", *TRIAL_KEY]].assign(protocol=keys[scored])
+    counts = (scored_rows.drop_duplicates(["dataset", "protocol", *TRIAL_KEY])
+              .groupby(["dataset", "protocol"]).size().rename("trials").reset_index())
+    counts = counts.sort_values(["dataset", "trials", "protocol"], ascending=[True, False, True])
+    dominant = counts.drop_duplicates("dataset").set_index("dataset")["protocol"]
+    row_dominant = rows["dataset"].map(dominant)
+    drop = scored & (keys != row_dominant)
+    if not drop.any():
+        return rows, pd.DataFrame(columns=["dataset", "protocol", "trials", "rows"])
+    excluded = rows.loc[drop, ["dataset", *TRIAL_KEY]].assign(protocol=keys[drop])
+    trial_counts = excluded.drop_duplicates().groupby(["dataset", "protocol"]).size().rename("trials")
+    row_counts = excluded.groupby(["dataset", "protocol"]).size().rename("rows")
+    summary = pd.concat([trial_counts, row_counts], axis=1).reset_index()
+    return rows.loc[~drop].copy(), summary
+
+
+# ----------------------------------------------------------------------------- trials
+def trial_table(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per trial (study, trial_id): its config, score, best step and outcome.
+
+    score      MIN of `metric` over the trial's evaluation rows; +inf if none is finite.
+    best_step  the step of that minimum (NaN without a finite score).
+    status     of the trial's final row, else of its last row by step (a running study).
+    error      the first non-empty reason among its rows.
+    """
+    if rows.empty:
+        return pd.DataFrame(columns=[*TRIAL_KEY, "arm", "search", "round", *CONFIG_FIELDS, "score",
+                                     "best_step", "status", "error", "diverged", "evaluations", "last_step"])
+    rows = rows.assign(_value=rows[metric].where(np.isfinite(rows[metric]), np.nan))
+    ordered = rows.sort_values([*TRIAL_KEY, "final", "step"], kind="stable")
+    grouped = ordered.groupby(TRIAL_KEY, sort=False)
+    last = grouped.tail(1).set_index(TRIAL_KEY)
+    best_idx = rows["_value"].dropna().groupby([rows["study"], rows["trial_id"]]).idxmin()
+    best = rows.loc[best_idx.values, [*TRIAL_KEY, "_value", "step"]].set_index(TRIAL_KEY)
+    errors = rows.loc[rows["error"] != "", [*TRIAL_KEY, "error"]].drop_duplicates(TRIAL_KEY).set_index(TRIAL_KEY)["error"]
+    keep = ["arm", "search", "round", *CONFIG_FIELDS]
+    extra = [c for c in ("study_dir",) if c in last.columns]
+    trials = last[keep + extra + ["status"]].copy()
+    trials["score"] = best["_value"].reindex(trials.index).fillna(np.inf)
+    trials["best_step"] = best["step"].reindex(trials.index)
+    trials["error"] = errors.reindex(trials.index).fillna("")
+    trials["diverged"] = grouped["diverged"].any().reindex(trials.index)
+    trials["evaluations"] = rows["_value"].notna().groupby([rows["study"], rows["trial_id"]]).sum().reindex(trials.index)
+    trials["last_step"] = grouped["step"].max().reindex(trials.index)
+    trials["device_seconds"] = grouped["device_seconds"].max().reindex(trials.index)
+    trials["wall_time_s"] = grouped["wall_time_s"].max().reindex(trials.index)
+    trials = trials.reset_index()
+    return trials.sort_values(["score", "study", "trial_id"], kind="stable").reset_index(drop=True)
+
+
+def top_k_count(n_trials: int, fraction: float) -> int:
+    """How many trials make the "best `fraction`" of n: ceil(fraction * n), at least 1.
+
+    Ceiling, so the selected set covers at least the fraction (24 trials, 5% -> 2).
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"top fraction {fraction!r} is out of range; expected 0 < fraction <= 1")
+    if n_trials <= 0:
+        return 0
+    return max(1, math.ceil(fraction * n_trials - 1e-9))
+
+
+def top_k_scores(scores, fraction: float) -> np.ndarray:
+    """The best (smallest) `top_k_count(len(scores), fraction)` scores, ascending.
+
+    +inf (failed) trials count as the worst and are selected only when the cell has
+    fewer finite scores than the selection size.
+    """
+    values = np.sort(np.asarray(scores, dtype=float))
+    return values[: top_k_count(values.size, fraction)]
+
+
+# ----------------------------------------------------------------------------- budget
+def _min_position_weights(n: int, ks: np.ndarray) -> np.ndarray:
+    """P(the min of k draws with replacement is the i-th smallest of n), shape (n, len(ks)).
+
+    For ascending v_1..v_n: P(min = v_i) = ((n-i+1)/n)^k - ((n-i)/n)^k.
+    """
+    i = np.arange(1, n + 1, dtype=float)[:, None]
+    k = ks[None, :].astype(float)
+    return ((n - i + 1) / n) ** k - ((n - i) / n) ** k
+
+
+def expected_best_of_k(scores, ks=None) -> pd.DataFrame:
+    """Expected best (minimum) score when only k of the trials are run, k = 1..N.
+
+    Closed form for the min of k draws with replacement from the N trial scores
+    v_1 <= ... <= v_N (Lučić et al. 2018's "expected best FID under a budget"):
+        E[min_k] = sum_i v_i [((N-i+1)/N)^k - ((N-i)/N)^k].
+    Trials without a finite score (+inf) stay in N; since any of them makes the plain
+    expectation infinite, the curve is E[min_k | at least one of the k draws has a finite
+    score] and `p_all_failed` = (F/N)^k is reported beside it (F = non-finite trials).
+    Returns columns k, expected_best, p_all_failed.
+    """
+    values = np.sort(np.asarray(scores, dtype=float))
+    n = values.size
+    if n == 0:
+        return pd.DataFrame(columns=["k", "expected_best", "p_all_failed"])
+    ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
+    finite = np.isfinite(values)
+    n_failed = int((~finite).sum())
+    weights = _min_position_weights(n, ks)
+    numerator = np.where(finite, values, 0.0) @ weights
+    p_all_failed = (n_failed / n) ** ks.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = np.where(p_all_failed < 1.0, numerator / (1.0 - p_all_failed), np.nan)
+    return pd.DataFrame({"k": ks, "expected_best": expected, "p_all_failed": p_all_failed})
+
+
+def expected_best_band(scores, ks=None, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Bootstrap band of the expected-best curve: resample the N trials with replacement
+    `n_boot` times (seeded), recompute the closed-form curve on each resample, take the
+    central `level` percentile interval. Returns k, lower, upper."""
+    values = np.asarray(scores, dtype=float)
+    n = values.size
+    if n == 0:
+        return pd.DataFrame(columns=["k", "lower", "upper"])
+    ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
+    rng = np.random.default_rng(seed)
+    samples = np.sort(values[rng.integers(0, n, size=(n_boot, n))], axis=1)
+    finite = np.isfinite(samples)
+    weights = _min_position_weights(n, ks)
+    numerator = np.where(finite, samples, 0.0) @ weights
+    p_all_failed = ((~finite).sum(axis=1)[:, None] / n) ** ks[None, :].astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        curves = np.where(p_all_failed < 1.0, numerator / (1.0 - p_all_failed), np.nan)
+    alpha = (1.0 - level) / 2.0
+    with np.errstate(invalid="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: all-failed cells
+            lower = np.nanquantile(curves, alpha, axis=0)
+            upper = np.nanquantile(curves, 1.0 - alpha, axis=0)
+    return pd.DataFrame({"k": ks, "lower": lower, "upper": upper})
+
+
+def simulate_best_of_k(scores, k: int, n_draws: int, seed: int = 0) -> float:
+    """Monte-Carlo estimate of E[min of k draws with replacement] (the definition the
+    closed form computes); +inf if any draw set is all +inf. For checks, not plots."""
+    values = np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(seed)
+    draws = values[rng.integers(0, values.size, size=(n_draws, k))]
+    return float(draws.min(axis=1).mean())
+
+
+# ----------------------------------------------------------------------------- intervals
+def bootstrap_interval(statistic: Callable[[np.ndarray], float], sample, n_boot: int = 1000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic` over one sample (resampled with replacement)."""
+    values = np.asarray(sample, dtype=float)
+    if values.size == 0:
+        return (np.nan, np.nan)
+    rng = np.random.default_rng(seed)
+    stats = np.array([statistic(values[rng.integers(0, values.size, values.size)]) for _ in range(n_boot)])
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
+
+
+def bootstrap_difference(statistic: Callable[[np.ndarray], float], sample, reference, n_boot: int = 1000,
+                         seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of statistic(sample) - statistic(reference), both
+    resampled independently with replacement. +inf values (failures) are allowed; an
+    interval bound is +-inf when enough resamples are dominated by failures."""
+    a, b = np.asarray(sample, dtype=float), np.asarray(reference, dtype=float)
+    if a.size == 0 or b.size == 0:
+        return (np.nan, np.nan)
+    rng = np.random.default_rng(seed)
+    ia = rng.integers(0, a.size, size=(n_boot, a.size))
+    ib = rng.integers(0, b.size, size=(n_boot, b.size))
+    diffs = np.array([statistic(a[x]) - statistic(b[y]) for x, y in zip(ia, ib)])
+    diffs = np.where(np.isnan(diffs), np.inf, diffs)  # inf - inf: treat as undecided (unbounded)
+    alpha = (1.0 - level) / 2.0
+    lower = np.quantile(diffs, alpha, method="lower")
+    upper = np.quantile(diffs, 1.0 - alpha, method="higher")
+    return float(lower), float(upper)
+
+
+def finite_median(values) -> float:
+    """Median counting +inf as worst (so a cell of mostly failures has median +inf)."""
+    return float(np.median(np.asarray(values, dtype=float)))
+
+
+# ----------------------------------------------------------------------------- seeds
+def seed_variance(trials: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
+    """Per setting run with several seeds: mean, std (ddof=1) and a bootstrap interval of the
+    mean score over its seeds. A setting = every config field except `seed` (plus arm).
+    Seeds without a finite score are counted (`failed`) but excluded from mean and std."""
+    setting_fields = ["arm", *[f for f in CONFIG_FIELDS if f != "seed" and f in trials.columns]]
+    if trials.empty:
+        return pd.DataFrame()
+    out = []
+    for _, group in trials.groupby(setting_fields, sort=True, dropna=False):
+        if group["seed"].nunique() < 2:
+            continue
+        scores = group["score"].to_numpy(float)
+        finite = scores[np.isfinite(scores)]
+        low, high = bootstrap_interval(np.mean, finite, n_boot=n_boot, seed=seed, level=level) if finite.size else (np.nan, np.nan)
+        first = group.iloc[0]
+        out.append({
+            "arm": first["arm"],
+            "learning_rate": first["learning_rate"], "penalty_weight": first["penalty_weight"],
+            "beta1": first["beta1"], "beta2": first["beta2"], "discriminator_steps": first["discriminator_steps"],
+            "seeds": int(group["seed"].nunique()), "failed": int((~np.isfinite(scores)).sum()),
+            "mean": float(finite.mean()) if finite.size else np.nan,
+            "std": float(finite.std(ddof=1)) if finite.size > 1 else np.nan,
+            "min": float(finite.min()) if finite.size else np.nan,
+            "max": float(finite.max()) if finite.size else np.nan,
+            "mean_ci_low": low, "mean_ci_high": high,
+        })
+    return pd.DataFrame(out)
+
+
+# ----------------------------------------------------------------------------- importance
+def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: int = 0,
+                              n_estimators: int = 60, n_repeats: int = 5, n_folds: int = 3) -> pd.DataFrame:
+    """Per arm: random-forest permutation importance of lr, lambda, beta1, beta2, n_dis.
+
+    Method: a RandomForestRegressor predicts the trial score from the hyperparameters
+    (learning rate and lambda in log10); for each of `n_folds` folds it is fit on the rest
+    and the permutation importance (increase in mean squared error when one column is
+    shuffled, `n_repeats` times) is measured on the held-out fold; importances are
+    averaged over folds. `oof_r2` is the out-of-fold R^2 of the forest: importances of a
+    model with R^2 near 0 mean little. Only trials with a finite score enter; arms with
+    fewer than `min_trials` of them, or no varying hyperparameter, are skipped.
+    """
+    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.inspection import permutation_importance
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import KFold
+
+    out = []
+    for arm, group in trials.groupby("arm", sort=True):
+        group = group[np.isfinite(group["score"].to_numpy(float))]
+        varying = [h for h in HYPERPARAMETERS if group[h].nunique(dropna=True) > 1]
+        if len(group) < min_trials or not varying:
+            continue
+        features = group[varying].astype(float).copy()
+        for column in ("learning_rate", "penalty_weight"):
+            if column in features:
+                features[column] = np.log10(features[column].clip(lower=1e-12))
+        x, y = features.to_numpy(), group["score"].to_numpy(float)
+        importances = np.zeros(len(varying))
+        predictions = np.empty_like(y)
+        for fold, (train, test) in enumerate(KFold(n_folds, shuffle=True, random_state=seed).split(x)):
+            model = RandomForestRegressor(n_estimators=n_estimators, min_samples_leaf=2, random_state=seed + fold, n_jobs=1)
+            model.fit(x[train], y[train])
+            predictions[test] = model.predict(x[test])
+            result = permutation_importance(model, x[test], y[test], scoring="neg_mean_squared_error",
+                                            n_repeats=n_repeats, random_state=seed + fold, n_jobs=1)
+            importances += result.importances_mean / n_folds
+        row = {"arm": arm, "trials": len(group), "oof_r2": float(r2_score(y, predictions))}
+        row.update({h: (float(importances[varying.index(h)]) if h in varying else np.nan) for h in HYPERPARAMETERS})
+        out.append(row)
+    return pd.DataFrame(out, columns=["arm", "trials", "oof_r2", *HYPERPARAMETERS])

@@ -223,9 +223,10 @@ def section_seeds(ctx: Context) -> Section:
     if importance.empty:
         parts.append(_not_applicable("no arm has 12 or more scored trials with a varying hyperparameter"))
     else:
-        parts.append("<p>Method: random forest (60 trees) predicting the score from lr, λ (both log10), β1, β2, "
-                     "n_dis; permutation importance = increase of the held-out mean squared error when a column is "
-                     "shuffled, averaged over 3 folds. <code>oof_r2</code> is the forest's out-of-fold R²; "
+        parts.append("<p>Method: random forest (50 bootstrap regression trees) predicting the score from lr, λ "
+                     "(both log10), β1, β2, n_dis; importance = Breiman's out-of-bag permutation importance, the "
+                     "increase of each tree's out-of-bag mean squared error when a column is shuffled, averaged over "
+                     "trees (units: score²). <code>oob_r2</code> is the forest's out-of-bag R²; "
                      "importances of arms with R² near or below 0 are noise. Blank: the parameter does not vary.</p>"
                      + ctx.table(importance, "importance", "Permutation importance per arm (MSE increase)"))
     return Section("seeds", "Seed variance and importance", "".join(parts))

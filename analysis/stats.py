@@ -284,21 +284,20 @@ def seed_variance(trials: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level
 
 # ----------------------------------------------------------------------------- importance
 def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: int = 0,
-                              n_estimators: int = 60, n_repeats: int = 5, n_folds: int = 3) -> pd.DataFrame:
+                              n_trees: int = 50, n_repeats: int = 3) -> pd.DataFrame:
     """Per arm: random-forest permutation importance of lr, lambda, beta1, beta2, n_dis.
 
-    Method: a RandomForestRegressor predicts the trial score from the hyperparameters
-    (learning rate and lambda in log10); for each of `n_folds` folds it is fit on the rest
-    and the permutation importance (increase in mean squared error when one column is
-    shuffled, `n_repeats` times) is measured on the held-out fold; importances are
-    averaged over folds. `oof_r2` is the out-of-fold R^2 of the forest: importances of a
-    model with R^2 near 0 mean little. Only trials with a finite score enter; arms with
-    fewer than `min_trials` of them, or no varying hyperparameter, are skipped.
+    Method (Breiman 2001, out-of-bag permutation importance): `n_trees` regression trees
+    (scikit-learn DecisionTreeRegressor, min 2 samples per leaf) are each fit on a
+    bootstrap sample of the arm's trials, predicting the score from the hyperparameters
+    (learning rate and lambda in log10). For each tree and hyperparameter, the column is
+    shuffled among the tree's out-of-bag trials (`n_repeats` times) and the increase of the
+    out-of-bag mean squared error is recorded; the importance is its mean over trees.
+    `oob_r2` is the forest's out-of-bag R^2: importances of an arm with R^2 near or below 0
+    mean little. Only trials with a finite score enter; arms with fewer than `min_trials`
+    of them, or no varying hyperparameter, are skipped. Seeded by `seed`.
     """
-    from sklearn.ensemble import RandomForestRegressor
-    from sklearn.inspection import permutation_importance
-    from sklearn.metrics import r2_score
-    from sklearn.model_selection import KFold
+    from sklearn.tree import DecisionTreeRegressor
 
     out = []
     for arm, group in trials.groupby("arm", sort=True):
@@ -311,16 +310,36 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
             if column in features:
                 features[column] = np.log10(features[column].clip(lower=1e-12))
         x, y = features.to_numpy(), group["score"].to_numpy(float)
-        importances = np.zeros(len(varying))
-        predictions = np.empty_like(y)
-        for fold, (train, test) in enumerate(KFold(n_folds, shuffle=True, random_state=seed).split(x)):
-            model = RandomForestRegressor(n_estimators=n_estimators, min_samples_leaf=2, random_state=seed + fold, n_jobs=1)
-            model.fit(x[train], y[train])
-            predictions[test] = model.predict(x[test])
-            result = permutation_importance(model, x[test], y[test], scoring="neg_mean_squared_error",
-                                            n_repeats=n_repeats, random_state=seed + fold, n_jobs=1)
-            importances += result.importances_mean / n_folds
-        row = {"arm": arm, "trials": len(group), "oof_r2": float(r2_score(y, predictions))}
+        n = len(y)
+        rng = np.random.default_rng(seed)
+        increases = np.zeros(len(varying))
+        counted = 0
+        oob_sum, oob_count = np.zeros(n), np.zeros(n)
+        for _ in range(n_trees):
+            sample = rng.integers(0, n, n)
+            oob = np.setdiff1d(np.arange(n), sample)
+            if oob.size < 2:
+                continue
+            tree = DecisionTreeRegressor(min_samples_leaf=2, random_state=int(rng.integers(2**31)))
+            tree.fit(x[sample], y[sample])
+            x_oob = x[oob]
+            baseline_prediction = tree.predict(x_oob)
+            oob_sum[oob] += baseline_prediction
+            oob_count[oob] += 1
+            baseline = np.mean((baseline_prediction - y[oob]) ** 2)
+            permuted = np.repeat(x_oob[None], len(varying) * n_repeats, axis=0)
+            for j in range(len(varying)):
+                for r in range(n_repeats):
+                    permuted[j * n_repeats + r, :, j] = rng.permutation(x_oob[:, j])
+            predictions = tree.predict(permuted.reshape(-1, x.shape[1])).reshape(len(varying), n_repeats, oob.size)
+            increases += (((predictions - y[oob]) ** 2).mean(axis=2).mean(axis=1)) - baseline
+            counted += 1
+        seen = oob_count > 0
+        oob_prediction = oob_sum[seen] / oob_count[seen]
+        variance = np.var(y[seen])
+        r2 = 1.0 - np.mean((oob_prediction - y[seen]) ** 2) / variance if variance > 0 else np.nan
+        importances = increases / max(counted, 1)
+        row = {"arm": arm, "trials": n, "oob_r2": float(r2)}
         row.update({h: (float(importances[varying.index(h)]) if h in varying else np.nan) for h in HYPERPARAMETERS})
         out.append(row)
-    return pd.DataFrame(out, columns=["arm", "trials", "oof_r2", *HYPERPARAMETERS])
+    return pd.DataFrame(out, columns=["arm", "trials", "oob_r2", *HYPERPARAMETERS])

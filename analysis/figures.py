@@ -106,6 +106,7 @@ def ablation_heatmap(table: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
     import seaborn as sns
 
     pivot = table.pivot_table(index="switch", columns="context", values="median_diff", aggfunc="first")
+    pivot = pivot.reindex(list(dict.fromkeys(table["switch"])))  # default first, as in the table
     figure = _new_figure(2.5 + 2.2 * pivot.shape[1], 1.2 + 0.4 * pivot.shape[0])
     ax = figure.subplots()
     finite = pivot.where(np.isfinite(pivot))
@@ -121,23 +122,43 @@ def ablation_heatmap(table: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
 def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str, title: str,
                        path: pathlib.Path, max_arms: int = 10) -> pathlib.Path:
     """Score vs each hyperparameter (log x for lr and lambda): points per trial coloured by
-    arm and, where a parameter takes at most 6 values, a line through each arm's medians."""
+    arm and, where a parameter takes at most 6 values, a line through each arm's medians.
+
+    The y range stops at 1.5 x the 90th percentile of the shown scores, so that a few
+    diverged trials (FID in the hundreds) do not flatten the rest; each panel says how
+    many points lie above. On a log x axis, trials with the parameter at 0 (lambda of an
+    unpenalized arm) cannot be drawn; the panel says how many.
+    """
     finite = trials[np.isfinite(trials["score"].to_numpy(float))]
     best = finite.groupby("arm")["score"].min().sort_values()
     arms = best.index[:max_arms].tolist()
+    shown = finite[finite["arm"].isin(arms)]
+    low = float(shown["score"].min()) if len(shown) else 0.0
+    high = float(np.quantile(shown["score"], 0.9)) if len(shown) else 1.0
+    y_max = low + 1.5 * (high - low) if high > low else high + 1.0
     figure = _new_figure(3.2 * len(parameters) + 2.8, 3.4)
     axes = figure.subplots(1, len(parameters), squeeze=False)[0]
     for ax, parameter in zip(axes, parameters):
+        log_x = parameter in ("learning_rate", "penalty_weight") and (shown[parameter] > 0).any()
+        hidden_zero = int((shown[parameter] <= 0).sum()) if log_x else 0
         for colour, arm in zip(PALETTE * 4, arms):
-            points = finite[(finite["arm"] == arm) & finite[parameter].notna()]
+            points = shown[(shown["arm"] == arm) & shown[parameter].notna()]
+            if log_x:
+                points = points[points[parameter] > 0]
             if points.empty:
                 continue
             ax.scatter(points[parameter], points["score"], s=9, alpha=0.45, color=colour, label=arm)
             if points[parameter].nunique() <= 6:
                 medians = points.groupby(parameter)["score"].median()
                 ax.plot(medians.index, medians.values, color=colour, lw=1.2)
-        if parameter in ("learning_rate", "penalty_weight") and (finite[parameter] > 0).all():
+        if log_x:
             ax.set_xscale("log")
+        above = int((shown[parameter].notna() & (shown["score"] > y_max)).sum())
+        ax.set_ylim(low - 0.05 * (y_max - low), y_max)
+        notes = [f"{above} above" if above else "", f"{hidden_zero} at 0 not shown" if hidden_zero else ""]
+        note = ", ".join(n for n in notes if n)
+        if note:
+            ax.text(0.98, 0.98, note, transform=ax.transAxes, ha="right", va="top", fontsize=7, color="#a00")
         ax.set_xlabel(parameter)
         ax.set_ylabel(metric_label(metric, short=True))
     handles, labels = axes[0].get_legend_handles_labels()
@@ -162,7 +183,7 @@ def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> p
 
 
 def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str, path: pathlib.Path) -> pathlib.Path:
-    """Score and D/G losses vs step for the given trials (top row score, bottom row losses)."""
+    """Score, D loss and G loss vs step (three panels) for the given trials."""
     figure = _new_figure(12, 6.2)
     score_ax, d_ax, g_ax = figure.subplots(1, 3)
     keyed = rows.set_index(["study", "trial_id"]).sort_index()

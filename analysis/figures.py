@@ -7,6 +7,7 @@ as points; figures that select them say how many in their labels.
 from __future__ import annotations
 
 import pathlib
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -63,13 +64,19 @@ def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, 
             selected.append(pd.DataFrame({"cell": label, "score": top[np.isfinite(top)]}))
         frame = pd.concat(selected, ignore_index=True) if selected else pd.DataFrame({"cell": [], "score": []})
         if not frame.empty:
-            sns.boxplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#cfe0f3", fliersize=0, width=0.6)
-            sns.stripplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#1f3b73", size=3.5, jitter=0.2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # seaborn 0.13 passes matplotlib-deprecated arguments
+                _box_and_strip(sns, frame, labels, ax)
         ax.set_title(f"{dataset}: best {fraction:.0%} per {axis}")
         ax.set_xlabel("")
         ax.set_ylabel(metric_label(metric, short=True) + " (lower is better)")
         ax.tick_params(axis="x", labelsize=8)
     return _save(figure, path)
+
+
+def _box_and_strip(sns, frame: pd.DataFrame, labels: list[str], ax) -> None:
+    sns.boxplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#cfe0f3", fliersize=0, width=0.6)
+    sns.stripplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#1f3b73", size=3.5, jitter=0.2)
 
 
 def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arms: int = 10) -> pathlib.Path:
@@ -80,7 +87,12 @@ def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arm
     axes = figure.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets):
         subset = curves[curves["dataset"] == dataset]
+        subset = subset[subset.groupby("arm")["expected_best"].transform(lambda v: v.notna().any())]
         arms = _best_arms(subset, max_arms)
+        if not arms:
+            ax.text(0.5, 0.5, "no arm has a scored trial", ha="center", va="center", transform=ax.transAxes)
+            ax.set_title(dataset)
+            continue
         for colour, arm in zip(PALETTE * 4, arms):
             curve = subset[subset["arm"] == arm].sort_values("k")
             ax.plot(curve["k"], curve["expected_best"], color=colour, label=arm, lw=1.5)
@@ -111,8 +123,10 @@ def ablation_heatmap(table: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
     ax = figure.subplots()
     finite = pivot.where(np.isfinite(pivot))
     bound = float(np.nanmax(np.abs(finite.to_numpy()))) if finite.notna().any().any() else 1.0
-    sns.heatmap(finite, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-bound, vmax=bound, ax=ax,
-                cbar_kws={"label": "median score − default (lower is better)"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # seaborn 0.13 uses a matplotlib-deprecated colormap call
+        sns.heatmap(finite, annot=True, fmt=".2f", cmap="RdBu_r", center=0, vmin=-bound, vmax=bound, ax=ax,
+                    cbar_kws={"label": "median score − default (lower is better)"})
     ax.set_xlabel("")
     ax.set_ylabel("switch")
     ax.tick_params(axis="x", labelsize=7)
@@ -188,7 +202,7 @@ def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str
     score_ax, d_ax, g_ax = figure.subplots(1, 3)
     keyed = rows.set_index(["study", "trial_id"]).sort_index()
     for colour, trial in zip(PALETTE * 4, trials.itertuples()):
-        curve = keyed.loc[(trial.study, trial.trial_id)].sort_values("step")
+        curve = keyed.loc[[(trial.study, trial.trial_id)]].sort_values("step")
         label = f"{trial.arm} [{trial.trial_id[:6]}]"
         score_ax.plot(curve["step"], curve[metric], "-o", ms=3, color=colour, label=label)
         d_ax.plot(curve["step"], curve["d_loss"], color=colour)

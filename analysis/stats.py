@@ -62,8 +62,9 @@ def split_by_protocol(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd
     sample counts, split) are not comparable, so they must not meet in one plot.
     Datasets are compared only within themselves, so the check is per dataset. The
     protocol used by the most trials wins; score rows of other protocols are removed
-    and returned as a summary (dataset, protocol, trials, rows) for a prominent notice.
-    Rows without a score (losses only, failures) are always kept.
+    and returned as a summary (dataset, protocol, trials, rows) for a prominent notice;
+    a trial left with no score row at all is left out entirely. Rows without a score
+    (losses only, failures) of other trials are kept.
     """
     scored = rows[metric].notna()
     if not scored.any():
@@ -82,7 +83,15 @@ def split_by_protocol(rows: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, pd
     trial_counts = excluded.drop_duplicates().groupby(["dataset", "protocol"]).size().rename("trials")
     row_counts = excluded.groupby(["dataset", "protocol"]).size().rename("rows")
     summary = pd.concat([trial_counts, row_counts], axis=1).reset_index()
-    return rows.loc[~drop].copy(), summary
+    # A trial whose every score row was measured under another protocol is left out as a
+    # whole (not turned into a failure): it is listed in the summary, not scored.
+    had_score = rows.loc[scored, TRIAL_KEY].drop_duplicates()
+    keeps_score = rows.loc[scored & ~drop, TRIAL_KEY].drop_duplicates()
+    lost = had_score.merge(keeps_score, how="left", indicator=True)
+    lost = lost.loc[lost["_merge"] == "left_only", TRIAL_KEY]
+    lost_keys = pd.MultiIndex.from_frame(lost)
+    in_lost = pd.MultiIndex.from_frame(rows[TRIAL_KEY]).isin(lost_keys)
+    return rows.loc[~drop & ~in_lost].copy(), summary
 
 
 # ----------------------------------------------------------------------------- trials
@@ -95,8 +104,9 @@ def trial_table(rows: pd.DataFrame, metric: str) -> pd.DataFrame:
     error      the first non-empty reason among its rows.
     """
     if rows.empty:
-        return pd.DataFrame(columns=[*TRIAL_KEY, "arm", "search", "round", *CONFIG_FIELDS, "score",
-                                     "best_step", "status", "error", "diverged", "evaluations", "last_step"])
+        return pd.DataFrame(columns=[*TRIAL_KEY, "arm", "search", "round", *CONFIG_FIELDS, "status", "score",
+                                     "best_step", "error", "diverged", "evaluations", "last_step",
+                                     "device_seconds", "wall_time_s"])
     rows = rows.assign(_value=rows[metric].where(np.isfinite(rows[metric]), np.nan))
     ordered = rows.sort_values([*TRIAL_KEY, "final", "step"], kind="stable")
     grouped = ordered.groupby(TRIAL_KEY, sort=False)

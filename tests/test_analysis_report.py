@@ -1,0 +1,192 @@
+"""The report end to end on small study directories: sections, files, escaping, edge cases."""
+from __future__ import annotations
+
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis.load import StudyDataError, load_studies
+from analysis.report import build_report, main
+from analysis.synthetic import _BASE_CONFIG, write_synthetic_studies
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic")
+    dirs = write_synthetic_studies(root / "studies", rows=400, seed=1)
+    index = build_report(dirs, out_dir=root / "report", top=0.05)
+    return dirs, index
+
+
+def _write(study_dir: pathlib.Path, rows: list[dict] | None, manifest: dict | None = None) -> pathlib.Path:
+    study_dir.mkdir(parents=True, exist_ok=True)
+    if rows is not None:
+        pd.DataFrame(rows).to_parquet(study_dir / "results.parquet", index=False)
+    if manifest is not None:
+        (study_dir / "manifest.json").write_text(json.dumps(manifest))
+    return study_dir
+
+
+def _row(trial, step, fid, status="completed", final=True, **extra):
+    row = {**_BASE_CONFIG, "study": "hand", "trial_id": trial, "arm": "sndcgan/ns/spectral/gp/cifar10",
+           "search": "grid", "round": 0, "step": step, "wall_time_s": 1.0, "device_seconds": 1.0,
+           "images_per_s": 10.0, "fid": fid, "fid_domain": np.nan, "d_loss": 0.4, "g_loss": 1.2,
+           "fid_features": "inception_v3_pool3", "fid_real_samples": 10000, "diverged": status == "diverged",
+           "status": status, "error": "", "final": final}
+    row.update(extra)
+    return row
+
+
+MANIFEST = {"study": "hand", "space": "table1", "search": "grid", "arms": [], "command": "python -m study.run",
+            "argv": [], "versions": {"jax": "0.10"}, "git_commit": "abc", "seed": 0,
+            "started": "2026-01-01T00:00:00+00:00", "finished": "2026-01-01T01:00:00+00:00",
+            "wall_time_s": 3600.0, "hardware": {"cpu": 2}, "trials_total": 2}
+
+
+def _images(html: str) -> list[str]:
+    return re.findall(r'<img src="([^"]+)"', html)
+
+
+def test_synthetic_report_has_every_section_and_files(synthetic):
+    dirs, index = synthetic
+    html = index.read_text()
+    for title in ("Top 5% per cell", "Score vs budget", "ResNet ablation", "Sensitivity to hyperparameters",
+                  "Training curves and failures", "Samples", "Seed variance and importance", "Run facts", "All trials"):
+        assert f"<h2>{title}" in html, title
+    for axis in ("loss", "normalization", "penalty", "architecture", "dataset"):
+        assert f"figures/top_{axis}.png" in html
+    assert "not applicable" not in html.split('id="ablation"')[1].split("</section>")[0]
+    images = _images(html)
+    assert len([i for i in images if i.startswith("samples/")]) == load_studies(dirs).rows["arm"].nunique()
+    for relative in images:
+        assert (index.parent / relative).stat().st_size > 0, relative
+    for name in ("trials", "arms", "budget", "ablation", "seed_variance", "importance", "bayesian_rounds", "protocol"):
+        assert (index.parent / "tables" / f"{name}.csv").is_file(), name
+        assert "\\toprule" in (index.parent / "tables" / f"{name}.tex").read_text()
+    trials = pd.read_csv(index.parent / "tables" / "trials_all_fields.csv")
+    assert len(trials) == load_studies(dirs).rows.groupby(["study", "trial_id"]).ngroups
+    assert {"failed", "diverged", "completed"} <= set(trials["status"])
+    assert "synthetic_grid" in html and "synthetic_bayes" in html  # merged studies, run facts for each
+
+
+def test_budget_csv_matches_closed_form(synthetic):
+    from analysis import stats
+
+    dirs, index = synthetic
+    rows = load_studies(dirs).rows
+    trials = stats.trial_table(rows, "fid")
+    curves = pd.read_csv(index.parent / "tables" / "budget_curves.csv")
+    arm = trials["arm"].value_counts().index[0]
+    expected = stats.expected_best_of_k(trials.loc[trials["arm"] == arm, "score"])
+    got = curves[curves["arm"] == arm].sort_values("k")
+    assert np.allclose(got["expected_best"].to_numpy(), expected["expected_best"].to_numpy(), equal_nan=True)
+    assert got["trials"].iloc[0] == (trials["arm"] == arm).sum()
+
+
+def test_config_strings_are_escaped(tmp_path):
+    evil = "<script>alert(1)</script>"
+    rows = [_row("aaaaaaaaaaaa", 100, 30.0, arm=f"sndcgan/{evil}", error=""),
+            _row("bbbbbbbbbbbb", 0, np.nan, status="failed", error=f"boom {evil}", loss=evil)]
+    study = _write(tmp_path / "evil", rows, {**MANIFEST, "command": f"run {evil}"})
+    html = build_report([study]).read_text()
+    assert "<script" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_cli_prints_index_path_last(tmp_path, capsys):
+    study = _write(tmp_path / "s", [_row("aaaaaaaaaaaa", 100, 30.0), _row("bbbbbbbbbbbb", 100, 35.0)], MANIFEST)
+    assert main([str(study), "--top", "0.5"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == str(study.resolve() / "report" / "index.html")
+    assert pathlib.Path(last).is_file()
+
+
+def test_cli_module_bad_input_one_line(tmp_path):
+    missing = tmp_path / "nope"
+    result = subprocess.run([sys.executable, "-m", "analysis.report", str(missing)], capture_output=True, text=True,
+                            cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0
+    assert str(missing) in result.stderr and "does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (lambda d: dict(study_dirs=[d / "a", d / "b"]), "--out"),
+    (lambda d: dict(study_dirs=[d / "a"], top=0.0), "--top"),
+    (lambda d: dict(study_dirs=[d / "a", d / "a"], out_dir=d / "o"), "given twice"),
+    (lambda d: dict(study_dirs=[d / "empty_dir"]), "neither results.parquet nor manifest.json"),
+])
+def test_bad_arguments_raise_clear_errors(tmp_path, args, message):
+    _write(tmp_path / "a", [_row("aaaaaaaaaaaa", 100, 30.0)], MANIFEST)
+    _write(tmp_path / "b", [_row("aaaaaaaaaaaa", 100, 30.0)], MANIFEST)
+    (tmp_path / "empty_dir").mkdir()
+    with pytest.raises(StudyDataError, match=re.escape(message)):
+        build_report(**args(tmp_path))
+
+
+def test_missing_column_is_named(tmp_path):
+    study = _write(tmp_path / "s", [{k: v for k, v in _row("aaaaaaaaaaaa", 1, 3.0).items() if k != "status"}])
+    with pytest.raises(StudyDataError, match="lacks column 'status'"):
+        build_report([study])
+
+
+@pytest.mark.parametrize("rows", [None, []])
+def test_empty_study_says_no_results(tmp_path, rows):
+    study = _write(tmp_path / "s", rows if rows is None else [_row("aaaaaaaaaaaa", 1, 3.0)], MANIFEST)
+    if rows == []:
+        pd.DataFrame([_row("aaaaaaaaaaaa", 1, 3.0)]).iloc[:0].to_parquet(study / "results.parquet")
+    html = build_report([study]).read_text()
+    assert "No results yet" in html
+    assert html.count("not applicable: the study has no results yet") == 7
+    assert "python -m study.run" in html  # run facts still shown
+
+
+def test_only_failed_and_diverged(tmp_path):
+    rows = [_row("aaaaaaaaaaaa", 0, np.nan, status="failed", error="oom"),
+            _row("bbbbbbbbbbbb", 100, np.nan, status="diverged", error="NaN loss")]
+    html = build_report([_write(tmp_path / "s", rows, MANIFEST)]).read_text()
+    assert "No trial has a finite score" in html
+    assert "oom" in html and "NaN loss" in html
+    assert "1 diverged, 1 failed of 2 trials" in html.replace("0 completed, 0 running, ", "")
+
+
+def test_running_study_without_manifest(tmp_path):
+    rows = [_row("aaaaaaaaaaaa", 100, 40.0, status="running", final=False),
+            _row("aaaaaaaaaaaa", 200, 35.0, status="running", final=False),
+            _row("bbbbbbbbbbbb", 100, 38.0)]
+    html = build_report([_write(tmp_path / "s", rows)]).read_text()
+    assert "manifest.json is missing" in html
+    assert "1 trial(s) still running" in html
+    trials = pd.read_csv(tmp_path / "s" / "report" / "tables" / "trials.csv")
+    assert trials.set_index("trial_id").loc["aaaaaaaaaaaa", "score"] == 35.0
+
+
+def test_domain_fid_is_labelled_and_protocol_mix_is_flagged(tmp_path):
+    rows = [_row("aaaaaaaaaaaa", 100, np.nan, fid_domain=12.0, fid_features="domain_cnn"),
+            _row("bbbbbbbbbbbb", 100, np.nan, fid_domain=14.0, fid_features="domain_cnn"),
+            _row("cccccccccccc", 100, np.nan, fid_domain=1.0, fid_features="other_cnn")]
+    index = build_report([_write(tmp_path / "s", rows, MANIFEST)])
+    html = index.read_text()
+    assert "NOT comparable with published FIDs" in html
+    assert "different FID protocol" in html and "fid_features=other_cnn" in html
+    trials = pd.read_csv(index.parent / "tables" / "trials.csv").set_index("trial_id")
+    assert "cccccccccccc" not in trials.index  # left out as a whole, not mixed in, not a failure
+    assert trials.loc["aaaaaaaaaaaa", "score"] == 12.0
+    assert "1 trial(s) / 1 row(s)" in html
+
+
+def test_rebuild_removes_stale_figures(tmp_path):
+    study = _write(tmp_path / "s", [_row("aaaaaaaaaaaa", 100, 30.0), _row("bbbbbbbbbbbb", 100, 35.0)], MANIFEST)
+    index = build_report([study])
+    stale = index.parent / "figures" / "old.png"
+    stale.write_bytes(b"x")
+    build_report([study])
+    assert not stale.exists()

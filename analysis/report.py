@@ -223,12 +223,12 @@ def section_seeds(ctx: Context) -> Section:
     if importance.empty:
         parts.append(_not_applicable("no arm has 12 or more scored trials with a varying hyperparameter"))
     else:
-        parts.append("<p>Method: random forest (50 bootstrap regression trees) predicting the score from lr, λ "
-                     "(both log10), β1, β2, n_dis; importance = Breiman's out-of-bag permutation importance, the "
+        parts.append("<p>Method: random forest (50 bootstrap regression trees) predicting log10(score + 1) from lr, "
+                     "λ (both log10), β1, β2, n_dis; importance = Breiman's out-of-bag permutation importance, the "
                      "increase of each tree's out-of-bag mean squared error when a column is shuffled, averaged over "
-                     "trees (units: score²). <code>oob_r2</code> is the forest's out-of-bag R²; "
+                     "trees, as a fraction of the target's variance. <code>oob_r2</code> is the forest's out-of-bag R²; "
                      "importances of arms with R² near or below 0 are noise. Blank: the parameter does not vary.</p>"
-                     + ctx.table(importance, "importance", "Permutation importance per arm (MSE increase)"))
+                     + ctx.table(importance, "importance", "Permutation importance per arm (out-of-bag MSE increase / variance)"))
     return Section("seeds", "Seed variance and importance", "".join(parts))
 
 

@@ -299,10 +299,12 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
 
     Method (Breiman 2001, out-of-bag permutation importance): `n_trees` regression trees
     (scikit-learn DecisionTreeRegressor, min 2 samples per leaf) are each fit on a
-    bootstrap sample of the arm's trials, predicting the score from the hyperparameters
-    (learning rate and lambda in log10). For each tree and hyperparameter, the column is
-    shuffled among the tree's out-of-bag trials (`n_repeats` times) and the increase of the
-    out-of-bag mean squared error is recorded; the importance is its mean over trees.
+    bootstrap sample of the arm's trials, predicting log10(score + 1) from the
+    hyperparameters (learning rate and lambda in log10). For each tree and hyperparameter,
+    the column is shuffled among the tree's out-of-bag trials (`n_repeats` times) and the
+    increase of the out-of-bag mean squared error is recorded; the importance is its mean
+    over trees divided by the variance of the target, so 0.3 means "shuffling this
+    parameter costs 30% of the variance", comparable across arms.
     `oob_r2` is the forest's out-of-bag R^2: importances of an arm with R^2 near or below 0
     mean little. Only trials with a finite score enter; arms with fewer than `min_trials`
     of them, or no varying hyperparameter, are skipped. Seeded by `seed`.
@@ -319,7 +321,10 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
         for column in ("learning_rate", "penalty_weight"):
             if column in features:
                 features[column] = np.log10(features[column].clip(lower=1e-12))
-        x, y = features.to_numpy(), group["score"].to_numpy(float)
+        # log10 of the score: a few diverged trials with FID in the hundreds would otherwise
+        # dominate the squared errors. Scores <= 0 (not FIDs) are shifted to stay positive.
+        raw = group["score"].to_numpy(float)
+        x, y = features.to_numpy(), np.log10(raw - min(0.0, raw.min()) + 1.0)
         n = len(y)
         rng = np.random.default_rng(seed)
         increases = np.zeros(len(varying))
@@ -348,8 +353,10 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
         oob_prediction = oob_sum[seen] / oob_count[seen]
         variance = np.var(y[seen])
         r2 = 1.0 - np.mean((oob_prediction - y[seen]) ** 2) / variance if variance > 0 else np.nan
-        importances = increases / max(counted, 1)
+        importances = increases / max(counted, 1) / variance if variance > 0 else increases * np.nan
         row = {"arm": arm, "trials": n, "oob_r2": float(r2)}
         row.update({h: (float(importances[varying.index(h)]) if h in varying else np.nan) for h in HYPERPARAMETERS})
         out.append(row)
-    return pd.DataFrame(out, columns=["arm", "trials", "oob_r2", *HYPERPARAMETERS])
+    table = pd.DataFrame(out, columns=["arm", "trials", "oob_r2", *HYPERPARAMETERS])
+    # the arms whose forest explains the most first: their importances mean the most
+    return table.sort_values(["oob_r2", "arm"], ascending=[False, True], kind="stable").reset_index(drop=True)

@@ -23,6 +23,11 @@ PALETTE = [
 ]
 
 
+def plain(text) -> str:
+    """Data strings shown as literal text: matplotlib would read "$...$" as mathtext."""
+    return str(text).replace("$", r"\$")
+
+
 def _new_figure(width: float, height: float) -> Figure:
     figure = Figure(figsize=(width, height), dpi=DPI, layout="constrained")
     FigureCanvasAgg(figure)
@@ -59,7 +64,7 @@ def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, 
             m = top_k_count(scores.size, fraction)
             top = scores[:m]
             failed = int((~np.isfinite(top)).sum())
-            label = f"{value}\nn={scores.size}, top {m}" + (f"\n({failed} no score)" if failed else "")
+            label = f"{plain(value)}\nn={scores.size}, top {m}" + (f"\n({failed} no score)" if failed else "")
             labels.append(label)
             selected.append(pd.DataFrame({"cell": label, "score": top[np.isfinite(top)]}))
         frame = pd.concat(selected, ignore_index=True) if selected else pd.DataFrame({"cell": [], "score": []})
@@ -67,7 +72,7 @@ def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # seaborn 0.13 passes matplotlib-deprecated arguments
                 _box_and_strip(sns, frame, labels, ax)
-        ax.set_title(f"{dataset}: best {fraction:.0%} per {axis}")
+        ax.set_title(f"{plain(dataset)}: best {fraction:.0%} per {axis}")
         ax.set_xlabel("")
         ax.set_ylabel(metric_label(metric, short=True) + " (lower is better)")
         ax.tick_params(axis="x", labelsize=8)
@@ -91,17 +96,17 @@ def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arm
         arms = _best_arms(subset, max_arms)
         if not arms:
             ax.text(0.5, 0.5, "no arm has a scored trial", ha="center", va="center", transform=ax.transAxes)
-            ax.set_title(dataset)
+            ax.set_title(plain(dataset))
             continue
         for colour, arm in zip(PALETTE * 4, arms):
             curve = subset[subset["arm"] == arm].sort_values("k")
-            ax.plot(curve["k"], curve["expected_best"], color=colour, label=arm, lw=1.5)
+            ax.plot(curve["k"], curve["expected_best"], color=colour, label=plain(arm), lw=1.5)
             ax.fill_between(curve["k"], curve["lower"], curve["upper"], color=colour, alpha=0.15, lw=0)
         ax.set_xscale("log")
         ax.set_xlabel("trials run (k)")
         ax.set_ylabel(f"expected best {metric_label(metric, short=True)}")
         shown = "" if len(arms) == subset["arm"].nunique() else f" ({len(arms)} of {subset['arm'].nunique()} arms)"
-        ax.set_title(f"{dataset}{shown}")
+        ax.set_title(f"{plain(dataset)}{shown}")
         ax.legend(fontsize=6, loc="upper right", frameon=False)
     return _save(figure, path)
 
@@ -122,6 +127,7 @@ def ablation_heatmap(table: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
     figure = _new_figure(2.5 + 2.2 * pivot.shape[1], 1.2 + 0.4 * pivot.shape[0])
     ax = figure.subplots()
     finite = pivot.where(np.isfinite(pivot))
+    finite.columns = [plain(c) for c in finite.columns]
     bound = float(np.nanmax(np.abs(finite.to_numpy()))) if finite.notna().any().any() else 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # seaborn 0.13 uses a matplotlib-deprecated colormap call
@@ -161,7 +167,7 @@ def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str,
                 points = points[points[parameter] > 0]
             if points.empty:
                 continue
-            ax.scatter(points[parameter], points["score"], s=9, alpha=0.45, color=colour, label=arm)
+            ax.scatter(points[parameter], points["score"], s=9, alpha=0.45, color=colour, label=plain(arm))
             if points[parameter].nunique() <= 6:
                 medians = points.groupby(parameter)["score"].median()
                 ax.plot(medians.index, medians.values, color=colour, lw=1.2)
@@ -178,7 +184,7 @@ def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str,
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
         figure.legend(handles, labels, loc="outside right upper", fontsize=6, frameon=False)
-    figure.suptitle(title, fontsize=10)
+    figure.suptitle(plain(title), fontsize=10)
     return _save(figure, path)
 
 
@@ -189,7 +195,7 @@ def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> p
     for colour, (arm, group) in zip(PALETTE * 4, per_round.groupby("arm", sort=True)):
         group = group.sort_values("round")
         ax.plot(group["round"], group["round_best"], "o", color=colour, ms=4, alpha=0.7)
-        ax.plot(group["round"], group["best_so_far"], "-", color=colour, label=arm)
+        ax.plot(group["round"], group["best_so_far"], "-", color=colour, label=plain(arm))
     ax.set_xlabel("Bayesian round")
     ax.set_ylabel(f"best {metric_label(metric, short=True)}")
     ax.legend(fontsize=7, frameon=False)
@@ -203,7 +209,7 @@ def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str
     keyed = rows.set_index(["study", "trial_id"]).sort_index()
     for colour, trial in zip(PALETTE * 4, trials.itertuples()):
         curve = keyed.loc[[(trial.study, trial.trial_id)]].sort_values("step")
-        label = f"{trial.arm} [{trial.trial_id[:6]}]"
+        label = plain(f"{trial.arm} [{trial.trial_id[:6]}]")
         score_ax.plot(curve["step"], curve[metric], "-o", ms=3, color=colour, label=label)
         d_ax.plot(curve["step"], curve["d_loss"], color=colour)
         g_ax.plot(curve["step"], curve["g_loss"], color=colour)

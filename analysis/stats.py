@@ -297,9 +297,9 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
                               n_trees: int = 50, n_repeats: int = 3) -> pd.DataFrame:
     """Per arm: random-forest permutation importance of lr, lambda, beta1, beta2, n_dis.
 
-    Method (Breiman 2001, out-of-bag permutation importance): `n_trees` regression trees
-    (scikit-learn DecisionTreeRegressor, min 2 samples per leaf) are each fit on a
-    bootstrap sample of the arm's trials, predicting log10(score + 1) from the
+    Method (Breiman 2001, out-of-bag permutation importance): a random forest of `n_trees`
+    regression trees (scikit-learn RandomForestRegressor, all features per split, min 2
+    samples per leaf), each fit on a bootstrap sample of the arm's trials, predicting log10(score + 1) from the
     hyperparameters (learning rate and lambda in log10). For each tree and hyperparameter,
     the column is shuffled among the tree's out-of-bag trials (`n_repeats` times) and the
     increase of the out-of-bag mean squared error is recorded; the importance is its mean
@@ -309,7 +309,7 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
     mean little. Only trials with a finite score enter; arms with fewer than `min_trials`
     of them, or no varying hyperparameter, are skipped. Seeded by `seed`.
     """
-    from sklearn.tree import DecisionTreeRegressor
+    from sklearn.ensemble import RandomForestRegressor
 
     out = []
     for arm, group in trials.groupby("arm", sort=True):
@@ -327,18 +327,24 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
         x, y = features.to_numpy(), np.log10(raw - min(0.0, raw.min()) + 1.0)
         n = len(y)
         rng = np.random.default_rng(seed)
+        forest = RandomForestRegressor(n_estimators=n_trees, min_samples_leaf=2, max_features=1.0,
+                                       bootstrap=True, random_state=seed, n_jobs=1).fit(x, y)
+        # The trees see float32 inputs; predicting through the fitted tree structure
+        # (leaf index -> leaf mean) avoids scikit-learn's per-call input validation.
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
         increases = np.zeros(len(varying))
         counted = 0
         oob_sum, oob_count = np.zeros(n), np.zeros(n)
-        for _ in range(n_trees):
-            sample = rng.integers(0, n, n)
-            oob = np.setdiff1d(np.arange(n), sample)
+        for estimator, in_bag in zip(forest.estimators_, forest.estimators_samples_):
+            mask = np.ones(n, dtype=bool)
+            mask[in_bag] = False
+            oob = np.flatnonzero(mask)
             if oob.size < 2:
                 continue
-            tree = DecisionTreeRegressor(min_samples_leaf=2, random_state=int(rng.integers(2**31)))
-            tree.fit(x[sample], y[sample])
-            x_oob = x[oob]
-            baseline_prediction = tree.predict(x_oob)
+            structure = estimator.tree_
+            leaf_mean = structure.value[:, 0, 0]
+            x_oob = x32[oob]
+            baseline_prediction = leaf_mean[structure.apply(x_oob)]
             oob_sum[oob] += baseline_prediction
             oob_count[oob] += 1
             baseline = np.mean((baseline_prediction - y[oob]) ** 2)
@@ -346,8 +352,9 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
             for j in range(len(varying)):
                 for r in range(n_repeats):
                     permuted[j * n_repeats + r, :, j] = rng.permutation(x_oob[:, j])
-            predictions = tree.predict(permuted.reshape(-1, x.shape[1])).reshape(len(varying), n_repeats, oob.size)
-            increases += (((predictions - y[oob]) ** 2).mean(axis=2).mean(axis=1)) - baseline
+            flat = np.ascontiguousarray(permuted.reshape(-1, x.shape[1]))
+            predictions = leaf_mean[structure.apply(flat)].reshape(len(varying), n_repeats, oob.size)
+            increases += ((predictions - y[oob]) ** 2).mean(axis=2).mean(axis=1) - baseline
             counted += 1
         seen = oob_count > 0
         oob_prediction = oob_sum[seen] / oob_count[seen]

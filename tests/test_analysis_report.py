@@ -94,11 +94,17 @@ def test_budget_csv_matches_closed_form(synthetic):
 def test_config_strings_are_escaped(tmp_path):
     evil = "<script>alert(1)</script>"
     rows = [_row("aaaaaaaaaaaa", 100, 30.0, arm=f"sndcgan/{evil}", error=""),
-            _row("bbbbbbbbbbbb", 0, np.nan, status="failed", error=f"boom {evil}", loss=evil)]
+            _row("bbbbbbbbbbbb", 0, np.nan, status="failed", error=f"boom {evil}", loss=evil),
+            # "$...$" would be mathtext to matplotlib (and "$x" alone a parse error)
+            _row("cccccccccccc", 100, 31.0, arm="resnet_cifar/$\\foo$/x", architecture="resnet_cifar",
+                 loss="$x", resnet_d_cin=True),
+            _row("dddddddddddd", 100, 32.0, arm="resnet_cifar/$x", architecture="resnet_cifar", loss="$x")]
     study = _write(tmp_path / "evil", rows, {**MANIFEST, "command": f"run {evil}"})
     html = build_report([study]).read_text()
     assert "<script" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "resnet_cifar/$\\foo$/x" in html
+    assert (study / "report" / "figures" / "ablation.png").is_file()
 
 
 def test_cli_prints_index_path_last(tmp_path, capsys):

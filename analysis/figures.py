@@ -204,7 +204,7 @@ def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> p
 
 def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str, path: pathlib.Path) -> pathlib.Path:
     """Score, D loss and G loss vs step (three panels) for the given trials."""
-    figure = _new_figure(12, 6.2)
+    figure = _new_figure(12, 4.6)
     score_ax, d_ax, g_ax = figure.subplots(1, 3)
     keyed = rows.set_index(["study", "trial_id"]).sort_index()
     for colour, trial in zip(PALETTE * 4, trials.itertuples()):

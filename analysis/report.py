@@ -101,7 +101,8 @@ def section_budget(ctx: Context) -> Section:
              "Lučić et al. 2018), closed form E[min<sub>k</sub>] = Σ<sub>i</sub> v<sub>i</sub>[((N−i+1)/N)<sup>k</sup> − "
              "((N−i)/N)<sup>k</sup>] over the sorted scores; band: 95% percentile bootstrap over trials "
              f"({ctx.n_boot} resamples, seed {ctx.seed}). Trials without a score stay in N; the curve is then "
-             "conditioned on at least one scored draw and the table gives P(all k failed).</p>")
+             "conditioned on at least one scored draw and the table gives P(all k failed). Bayesian trials are "
+             "not independent draws, so for Bayesian arms the curve is only indicative.</p>")
     summary = curves.groupby("arm", sort=True).apply(
         lambda c: c[c["k"].isin({1, min(5, c["k"].max()), min(10, c["k"].max()), c["k"].max()})],
         include_groups=False).reset_index(level=0).reset_index(drop=True)
@@ -158,9 +159,11 @@ def section_training(ctx: Context, per_dataset: int = 6) -> Section:
     parts = []
     finite = ctx.trials[np.isfinite(ctx.trials["score"].to_numpy(float))]
     for dataset, group in finite.groupby("dataset", sort=True):
-        top = group.nsmallest(per_dataset, "score")
+        # the best trial of each of the best arms: six curves of one arm would say little
+        top = group.sort_values(["score", "study", "trial_id"]).drop_duplicates("arm").head(per_dataset)
         path = figures.training_curves_figure(ctx.rows, top, ctx.metric, ctx.figure_path(f"curves_{_slug(dataset)}"))
-        parts.append(f"<h3>{html.escape(dataset)}: the {len(top)} best trials</h3>" + _img(ctx, path, f"training curves {dataset}"))
+        parts.append(f"<h3>{html.escape(dataset)}: best trial of each of the {len(top)} best arms</h3>"
+                     + _img(ctx, path, f"training curves {dataset}"))
     if not parts:
         parts.append(_not_applicable("no trial has a finite score"))
     counts = ctx.trials["status"].value_counts()
@@ -223,7 +226,7 @@ def section_seeds(ctx: Context) -> Section:
     if importance.empty:
         parts.append(_not_applicable("no arm has 12 or more scored trials with a varying hyperparameter"))
     else:
-        parts.append("<p>Method: random forest (50 bootstrap regression trees) predicting log10(score + 1) from lr, "
+        parts.append(f"<p>Method: random forest ({stats.IMPORTANCE_TREES} bootstrap regression trees) predicting log10(score + 1) from lr, "
                      "λ (both log10), β1, β2, n_dis; importance = Breiman's out-of-bag permutation importance, the "
                      "increase of each tree's out-of-bag mean squared error when a column is shuffled, averaged over "
                      "trees, as a fraction of the target's variance. <code>oob_r2</code> is the forest's out-of-bag R²; "

@@ -282,7 +282,7 @@ def seed_variance(trials: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level
             "arm": first["arm"],
             "learning_rate": first["learning_rate"], "penalty_weight": first["penalty_weight"],
             "beta1": first["beta1"], "beta2": first["beta2"], "discriminator_steps": first["discriminator_steps"],
-            "seeds": int(group["seed"].nunique()), "failed": int((~np.isfinite(scores)).sum()),
+            "seeds": int(group["seed"].nunique()), "trials": len(group), "failed": int((~np.isfinite(scores)).sum()),
             "mean": float(finite.mean()) if finite.size else np.nan,
             "std": float(finite.std(ddof=1)) if finite.size > 1 else np.nan,
             "min": float(finite.min()) if finite.size else np.nan,
@@ -293,8 +293,11 @@ def seed_variance(trials: pd.DataFrame, n_boot: int = 1000, seed: int = 0, level
 
 
 # ----------------------------------------------------------------------------- importance
+IMPORTANCE_TREES = 32  # per arm; 32 keeps a 60-arm report fast, ~12 out-of-bag trees per trial
+
+
 def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: int = 0,
-                              n_trees: int = 50, n_repeats: int = 3) -> pd.DataFrame:
+                              n_trees: int = IMPORTANCE_TREES, n_repeats: int = 3) -> pd.DataFrame:
     """Per arm: random-forest permutation importance of lr, lambda, beta1, beta2, n_dis.
 
     Method (Breiman 2001, out-of-bag permutation importance): a random forest of `n_trees`

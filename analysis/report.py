@@ -196,7 +196,7 @@ def section_samples(ctx: Context) -> Section:
         if source is None:
             missing.append(trial.arm)
             continue
-        target = ctx.out / "samples" / f"{_slug(trial.study)}_{trial.trial_id}_{source.name}"
+        target = ctx.out / "samples" / f"{_slug(trial.study)}_{_slug(trial.trial_id)}_{source.name}"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
         which = "best step" if source.name != "samples.png" else "final step"

@@ -43,7 +43,7 @@ def format_value(value) -> str:
 def to_latex_booktabs(table: pd.DataFrame, caption: str = "") -> str:
     """A booktabs tabular of `table` (all cells formatted with `format_value`, escaped)."""
     spec = "".join("r" if pd.api.types.is_numeric_dtype(table[c]) else "l" for c in table.columns)
-    lines = [r"\begin{table}[t]", r"\centering"]
+    lines = [r"% requires \usepackage{booktabs}", r"\begin{table}[t]", r"\centering"]
     if caption:
         lines.append(r"\caption{" + latex_escape(caption) + "}")
     lines += [r"\begin{tabular}{" + spec + "}", r"\toprule",

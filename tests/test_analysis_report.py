@@ -196,3 +196,23 @@ def test_rebuild_removes_stale_figures(tmp_path):
     stale.write_bytes(b"x")
     build_report([study])
     assert not stale.exists()
+
+
+def test_top_fraction_sets_selection_and_same_name_studies_merge(tmp_path):
+    scores = {"ns": [10.0, 11.0, 12.0, 13.0], "wgan": [20.0, np.nan, 22.0, 23.0]}
+    rows = []
+    for loss, values in scores.items():
+        for i, value in enumerate(values):
+            status = "failed" if np.isnan(value) else "completed"
+            rows.append(_row(f"{loss}{i}".ljust(12, "0"), 100, value, status=status, loss=loss,
+                             arm=f"sndcgan/{loss}/spectral/gp/cifar10"))
+    first = _write(tmp_path / "run1", rows, MANIFEST)
+    second = _write(tmp_path / "run2", [{**r, "fid": r["fid"] - 5.0} for r in rows], MANIFEST)  # same study name
+    index = build_report([first, second], out_dir=tmp_path / "out", top=0.25)
+    top = pd.read_csv(index.parent / "tables" / "top_loss.csv").set_index("loss")
+    assert top.loc["ns", "trials"] == 8 and top.loc["ns", "top_m"] == 2  # ceil(0.25 * 8)
+    assert (top.loc["ns", "top_best"], top.loc["ns", "top_worst"]) == (5.0, 6.0)
+    assert top.loc["wgan", "no_score"] == 2 and top.loc["wgan", "top_best"] == 15.0
+    trials = pd.read_csv(index.parent / "tables" / "trials.csv")
+    assert sorted(trials["study"].unique()) == ["hand", "hand (run2)"]
+    assert len(trials) == 16

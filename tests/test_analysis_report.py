@@ -216,3 +216,21 @@ def test_top_fraction_sets_selection_and_same_name_studies_merge(tmp_path):
     trials = pd.read_csv(index.parent / "tables" / "trials.csv")
     assert sorted(trials["study"].unique()) == ["hand", "hand (run2)"]
     assert len(trials) == 16
+
+
+def test_report_never_imports_the_training_stack(tmp_path):
+    """analysis must build on a laptop without JAX/Flax/Ray or the study/models packages."""
+    study = _write(tmp_path / "s", [_row("aaaaaaaaaaaa", 100, 30.0), _row("bbbbbbbbbbbb", 100, 35.0)], MANIFEST)
+    code = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in {'jax', 'flax', 'ray', 'study', 'models', 'optax'}:\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from analysis.report import main\n"
+        f"sys.exit(main([{str(study)!r}]))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1].endswith("index.html")

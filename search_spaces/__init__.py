@@ -182,6 +182,8 @@ def expand(space: Space, base: Mapping[str, Any] | None = None,
             points = [sample_point(space, arm, rng) for _ in range(space.num_samples)]
         for point in points:
             trial = {**arm, **point}
+            if trial.get("penalty", "none") not in WEIGHTED_PENALTIES:
+                trial["penalty_weight"] = 0.0  # no penalty term: store lambda as what it is
             key = tuple(sorted((k, repr(v)) for k, v in trial.items()))
             if key not in seen:
                 seen.add(key)

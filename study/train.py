@@ -103,7 +103,7 @@ def _split_collections(variables: dict) -> tuple[PyTree, dict]:
 
 
 def _global_norm(tree: PyTree) -> jnp.ndarray:
-    return optax.global_norm(tree)
+    return optax.tree.norm(tree)
 
 
 def build_program(config: TrialConfig) -> Program:

@@ -132,19 +132,18 @@ class Progress:
         if isinstance(score, (int, float)) and score == score:
             if self.best is None or score < self.best:
                 self.best = float(score)
-        if result.get("final"):
-            self.done += 1
-            if result.get("diverged"):
-                self.diverged += 1
+        if result.get("diverged"):
+            self.diverged += 1
         self.print()
 
-    def finished(self, trial_id: str) -> None:
+    def finished(self, trial_id: str, configs: int) -> None:
         self.running.discard(trial_id)
+        self.done += configs
         self.print()
 
-    def errored(self, trial_id: str) -> None:
+    def errored(self, trial_id: str, configs: int) -> None:
         self.running.discard(trial_id)
-        self.failed += 1
+        self.failed += configs
         self.print()
 
     def print(self) -> None:
@@ -157,6 +156,11 @@ class Progress:
         )
 
 
+def _configs_in(trial) -> int:
+    configs = trial.config.get("trials", [])
+    return len(configs) if isinstance(configs, list) else 1
+
+
 def _progress_callback(progress: Progress):
     from ray.tune import Callback
 
@@ -165,11 +169,11 @@ def _progress_callback(progress: Progress):
             progress.result(trial.trial_id, result)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            progress.finished(trial.trial_id)
+            progress.finished(trial.trial_id, _configs_in(trial))
             store.collect(progress.study_dir)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            progress.errored(trial.trial_id)
+            progress.errored(trial.trial_id, _configs_in(trial))
             store.collect(progress.study_dir)
 
     return _Callback()
@@ -247,6 +251,8 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
+    # Every trial's progress line matters; Ray would otherwise fold "repeated" lines.
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Trial processes inherit the driver's environment; PYTHONPATH makes the project
     # importable in them even when it is used from a checkout.
     root = str(pathlib.Path(__file__).resolve().parent.parent)
@@ -312,6 +318,9 @@ def run_grid(
                 trial_name_creator=lambda t: f"pack_{t.trial_id}",
                 trial_dirname_creator=lambda t: f"pack_{t.trial_id}",
                 search_alg=search_alg,
+                # A reused worker process keeps JAX imported and its compiled programs
+                # in memory: trials of the same arm then start without compiling.
+                reuse_actors=True,
             ),
             run_config=run_config,
         )

@@ -1,0 +1,74 @@
+"""`python -m study.run`: dry runs, errors, and a real two-trial study through Ray Tune."""
+import json
+import re
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from study import run
+from study.config import TrialConfig
+
+
+def _run_cli(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "study.run", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_dry_run_json_prints_one_full_config_per_line(capsys):
+    assert run.main(["--space", "table1", "--arms", "normalization=spectral,penalty=gp", "--dry-run", "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 24
+    configs = [TrialConfig.from_dict(json.loads(line)) for line in lines]
+    assert {c.trial_id for c in configs}.__len__() == 24
+    assert all(c.loss == "ns" and c.normalization == "spectral" and c.penalty == "gp" for c in configs)
+
+
+def test_dry_run_table_states_the_count(capsys):
+    assert run.main(["--space", "table1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "144 trials in space table1 (grid)" in out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--space", "tabel1"], "error: unknown search space 'tabel1'; choose one of: table1"),
+        (["--dataset", "mnist"], "error: --dataset 'mnist' is unknown; choose one of: digits"),
+        (["--scale", "huge"], "error: --scale 'huge' is unknown; choose one of: tiny, small, paper"),
+        (["--arms", "loss=xx"], "error: --arms loss='xx' matches no arm of space 'table1'"),
+        (["--set", "lr=1"], "error: --set field 'lr' is unknown; allowed fields:"),
+        (["--set", "beta2=2"], "error: space 'table1': beta2=2.0 is out of range; allowed: [0, 1]"),
+        (["--cpus-per-trial", "0"], "error: --cpus-per-trial=0.0 is not allowed; it must be > 0"),
+        (["--pack", "0"], "error: --pack=0 is not allowed; it must be >= 1"),
+    ],
+)
+def test_bad_arguments_are_one_line_errors(args, fragment, capsys):
+    assert run.main([*args, "--dry-run"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(fragment), err
+    assert len(err.splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
+    study_dir = tmp_path / "smoke"
+    done = _run_cli("--space", "smoke", "--out", str(study_dir), "--set", "batch_size=16")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert re.search(r"configs done 2/2", done.stderr)
+    results = pd.read_parquet(study_dir / "results.parquet")
+    expected_columns = {"study", "trial_id", "arm", "search", "step", "wall_time_s", "device_seconds",
+                        "images_per_s", "fid_domain", "kid_domain", "diverged", "status", "final",
+                        "fid_features", "fid_real_samples", *TrialConfig.field_names()}
+    assert expected_columns <= set(results.columns)
+    assert len(results) == 4  # 2 trials x evaluations at steps 10 and 20
+    assert sorted(results["learning_rate"].unique()) == [2e-4, 1e-3]
+    assert results.groupby("trial_id")["step"].apply(list).tolist() == [[10, 20], [10, 20]]
+    assert (study_dir / "ray").is_dir()
+    manifest = json.loads((study_dir / "manifest.json").read_text())
+    assert manifest["space"] == "smoke" and manifest["trials_total"] == 2 and "finished" in manifest
+    index = study_dir / "report" / "index.html"
+    assert done.stdout.strip().splitlines()[-1] == str(index)
+    html = index.read_text()
+    for target in re.findall(r'(?:src|href)="([^"#:]+)"', html):
+        assert (index.parent / target).exists(), target

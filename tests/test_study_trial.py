@@ -1,0 +1,93 @@
+"""One trial end to end on the embedded data: reproducible, resumable, divergence as data."""
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from study.config import TrialConfig
+from study.trial import run_trial
+
+# NS + SN, no penalty, the smallest useful trial: 2 evaluations of 100 samples.
+SMALL = {"penalty": "none", "penalty_weight": 0.0, "train_steps": 20, "eval_every": 10, "eval_samples": 100,
+         "batch_size": 16}
+METRICS = ["fid_domain", "kid_domain", "is_domain", "d_loss", "g_loss", "score"]
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    final = run_trial(TrialConfig.from_dict(SMALL), out)
+    return out, final
+
+
+def test_a_trial_writes_rows_samples_and_checkpoints(uninterrupted):
+    out, final = uninterrupted
+    rows = pd.read_parquet(out / "rows.parquet")
+    assert list(rows["step"]) == [10, 20]
+    assert rows["status"].eq("completed").all() and not rows["diverged"].any()
+    assert list(rows["final"]) == [False, True]
+    assert rows["fid_domain"].notna().all() and rows["fid"].isna().all()
+    assert (rows["fid_real_samples"] == 100).all() and (rows["fid_split"] == "test").all()
+    assert final["best_score"] == rows["score"].min()
+    assert (out / "samples.png").exists() and (out / "samples_step00000010.png").exists()
+    assert (out / "checkpoints").is_dir()
+
+
+def test_same_seed_same_config_gives_identical_metrics(uninterrupted, tmp_path):
+    out, _ = uninterrupted
+    again = run_trial(TrialConfig.from_dict(SMALL), tmp_path / "again")
+    first = pd.read_parquet(out / "rows.parquet")[METRICS].to_numpy()
+    second = pd.read_parquet(tmp_path / "again" / "rows.parquet")[METRICS].to_numpy()
+    np.testing.assert_array_equal(first, second)  # bit for bit on CPU
+    other = run_trial(TrialConfig.from_dict({**SMALL, "seed": 1}), tmp_path / "other")
+    assert other["fid_domain"] != again["fid_domain"]
+
+
+def test_a_killed_trial_resumes_bit_identically(uninterrupted, tmp_path):
+    out, _ = uninterrupted
+    config = TrialConfig.from_dict(SMALL)
+
+    def kill_after_first_eval(row):
+        raise Killed()
+
+    with pytest.raises(Killed):
+        run_trial(config, tmp_path / "resumed", on_eval=kill_after_first_eval)
+    messages = []
+    run_trial(config, tmp_path / "resumed", log=messages.append)
+    assert any("resuming from step 10" in m for m in messages)
+    resumed = pd.read_parquet(tmp_path / "resumed" / "rows.parquet")
+    reference = pd.read_parquet(out / "rows.parquet")
+    assert list(resumed["step"]) == [10, 20]
+    np.testing.assert_array_equal(resumed[METRICS].to_numpy(), reference[METRICS].to_numpy())
+    assert resumed["status"].eq("completed").all()
+
+
+def test_nan_is_recorded_as_divergence_not_a_crash(tmp_path):
+    # beta1 = 1 makes Adam's bias correction 0/0: NaN weights after the first update.
+    final = run_trial(TrialConfig.from_dict({**SMALL, "beta1": 1.0}), tmp_path)
+    assert final["status"] == "diverged" and final["diverged"]
+    assert "non-finite" in final["error"]
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    assert rows["diverged"].all() and rows["final"].iloc[-1]
+
+
+def test_trial_cli_prints_final_json_and_rejects_bad_fields(tmp_path):
+    cmd = [sys.executable, "-m", "study.trial", "penalty=none", "train_steps=10", "eval_every=10",
+           "eval_samples=100", "batch_size=16", f"out={tmp_path}"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    final = json.loads(done.stdout.strip().splitlines()[-1])
+    assert final["step"] == 10 and final["diverged"] is False and math.isfinite(final["fid_domain"])
+    bad = subprocess.run([sys.executable, "-m", "study.trial", "loss=nope"], capture_output=True, text=True,
+                         timeout=120)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: loss='nope' is not allowed; choose one of:")

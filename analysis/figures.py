@@ -84,6 +84,41 @@ def _box_and_strip(sns, frame: pd.DataFrame, labels: list[str], ax) -> None:
     sns.stripplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#1f3b73", size=3.5, jitter=0.2)
 
 
+def top_k_by_arm_figure(trials: pd.DataFrame, fraction: float, metric: str, path: pathlib.Path) -> pathlib.Path:
+    """Horizontal box + strip of each arm's best `fraction` of trial scores, arms sorted by
+    the median of that selection; one panel per dataset (stacked)."""
+    import seaborn as sns
+
+    datasets = sorted(trials["dataset"].unique())
+    heights = [max(1.5, 0.28 * trials.loc[trials["dataset"] == d, "arm"].nunique() + 0.8) for d in datasets]
+    figure = _new_figure(10, sum(heights))
+    axes = figure.subplots(len(datasets), 1, squeeze=False, height_ratios=heights)[:, 0]
+    for ax, dataset in zip(axes, datasets):
+        selected, order = [], []
+        for arm, group in trials[trials["dataset"] == dataset].groupby("arm", sort=True):
+            scores = np.sort(group["score"].to_numpy(float))
+            top = scores[: top_k_count(scores.size, fraction)]
+            failed = int((~np.isfinite(top)).sum())
+            label = plain(f"{arm} (n={scores.size}, top {top.size}" + (f", {failed} no score)" if failed else ")"))
+            finite = top[np.isfinite(top)]
+            order.append((float(np.median(top)), label))
+            selected.append(pd.DataFrame({"arm": label, "score": finite}))
+        labels = [label for _, label in sorted(order)]
+        frame = pd.concat(selected, ignore_index=True)
+        if not frame.empty:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # seaborn 0.13 passes matplotlib-deprecated arguments
+                sns.boxplot(data=frame, y="arm", x="score", order=labels, ax=ax, color="#cfe0f3", fliersize=0,
+                            width=0.6, orient="h")
+                sns.stripplot(data=frame, y="arm", x="score", order=labels, ax=ax, color="#1f3b73", size=3,
+                              jitter=0.15, orient="h")
+        ax.set_title(f"{plain(dataset)}: best {fraction:.0%} of each arm's trials")
+        ax.set_ylabel("")
+        ax.set_xlabel(metric_label(metric, short=True) + " (lower is better)")
+        ax.tick_params(axis="y", labelsize=7)
+    return _save(figure, path)
+
+
 def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arms: int = 10) -> pathlib.Path:
     """Expected best score vs number of trials k (log x) with its bootstrap band, per arm;
     one panel per dataset, at most `max_arms` arms per panel (best at k = min(5, N))."""

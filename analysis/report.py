@@ -87,7 +87,8 @@ def section_top_k(ctx: Context) -> Section:
                                  f"Best {ctx.top:.0%} per {axis} and dataset"))
     if not axes:
         parts.append(_not_applicable("every trial has the same loss, normalization, penalty, architecture and dataset"))
-    parts.append("<h3>per arm</h3>" + ctx.table(tables.arms_table(trials, ctx.top), "arms",
+    arm_path = figures.top_k_by_arm_figure(trials, ctx.top, ctx.metric, ctx.figure_path("top_arm"))
+    parts.append("<h3>per arm</h3>" + _img(ctx, arm_path, f"top {ctx.top:.0%} per arm") + ctx.table(tables.arms_table(trials, ctx.top), "arms",
                                                   f"Arms: trial outcomes, best, median and best-{ctx.top:.0%} median score"))
     return Section("top", f"Top {ctx.top:.0%} per cell", "".join(parts))
 

@@ -70,6 +70,18 @@ def _esc(value) -> str:
 
 
 # ----------------------------------------------------------------------------- sections
+def section_summary(ctx: Context, per_dataset: int = 5) -> Section:
+    """The best trials of each dataset with their hyperparameters: the first thing asked."""
+    finite = ctx.trials[np.isfinite(ctx.trials["score"].to_numpy(float))]
+    if finite.empty:
+        return Section("summary", "Summary", _not_applicable("no trial has a finite score"))
+    best = (finite.sort_values(["dataset", "score", "study", "trial_id"])
+            .groupby("dataset", sort=True).head(per_dataset))
+    columns = ["dataset", "score", "arm", *HYPERPARAMETERS, "seed", "best_step", "study", "trial_id"]
+    return Section("summary", "Summary", ctx.table(best[columns], "best_trials",
+                                                    f"The {per_dataset} best trials per dataset ({ctx.metric})"))
+
+
 def section_top_k(ctx: Context) -> Section:
     trials = ctx.trials
     parts = [f"<p>Each box shows the best {ctx.top:.0%} (ceil, at least 1) of a cell's trials, scored by their "
@@ -102,7 +114,8 @@ def section_budget(ctx: Context) -> Section:
              "Lučić et al. 2018), closed form E[min<sub>k</sub>] = Σ<sub>i</sub> v<sub>i</sub>[((N−i+1)/N)<sup>k</sup> − "
              "((N−i)/N)<sup>k</sup>] over the sorted scores; band: 95% percentile bootstrap over trials "
              f"({ctx.n_boot} resamples, seed {ctx.seed}). Trials without a score stay in N; the curve is then "
-             "conditioned on at least one scored draw and the table gives P(all k failed). Bayesian trials are "
+             "conditioned on at least one scored draw and the table gives P(all k failed) and the median best "
+             "(failures as +inf, not conditioned). Bayesian trials are "
              "not independent draws, so for Bayesian arms the curve is only indicative.</p>")
     summary = curves.groupby("arm", sort=True).apply(
         lambda c: c[c["k"].isin({1, min(5, c["k"].max()), min(10, c["k"].max()), c["k"].max()})],
@@ -418,7 +431,7 @@ def build_report(study_dirs, out_dir=None, top: float = 0.05, n_boot: int = 200,
         sections.append(section_facts(ctx))
         notices = [("bad", "No results yet: " + why + ".")] + [n for n in _notices(ctx, excluded) if "finite score" not in n[1]]
     else:
-        sections = [section_top_k(ctx), section_budget(ctx), section_ablation(ctx), section_sensitivity(ctx),
+        sections = [section_summary(ctx), section_top_k(ctx), section_budget(ctx), section_ablation(ctx), section_sensitivity(ctx),
                     section_training(ctx), section_samples(ctx), section_seeds(ctx), section_facts(ctx),
                     section_all_trials(ctx)]
         notices = _notices(ctx, excluded)

@@ -171,12 +171,14 @@ def expected_best_of_k(scores, ks=None) -> pd.DataFrame:
     Trials without a finite score (+inf) stay in N; since any of them makes the plain
     expectation infinite, the curve is E[min_k | at least one of the k draws has a finite
     score] and `p_all_failed` = (F/N)^k is reported beside it (F = non-finite trials).
-    Returns columns k, expected_best, p_all_failed.
+    `median_best` is the median of the min of k draws with failures as +inf (no
+    conditioning): the smallest v_i with P(min <= v_i) = 1 - ((N-i)/N)^k >= 1/2.
+    Returns columns k, expected_best, p_all_failed, median_best.
     """
     values = np.sort(np.asarray(scores, dtype=float))
     n = values.size
     if n == 0:
-        return pd.DataFrame(columns=["k", "expected_best", "p_all_failed"])
+        return pd.DataFrame(columns=["k", "expected_best", "p_all_failed", "median_best"])
     ks = np.arange(1, n + 1) if ks is None else np.asarray(ks, dtype=int)
     finite = np.isfinite(values)
     n_failed = int((~finite).sum())
@@ -185,7 +187,10 @@ def expected_best_of_k(scores, ks=None) -> pd.DataFrame:
     p_all_failed = (n_failed / n) ** ks.astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
         expected = np.where(p_all_failed < 1.0, numerator / (1.0 - p_all_failed), np.nan)
-    return pd.DataFrame({"k": ks, "expected_best": expected, "p_all_failed": p_all_failed})
+    i = np.arange(1, n + 1, dtype=float)[:, None]
+    cdf = 1.0 - ((n - i) / n) ** ks[None, :].astype(float)  # P(min <= v_i), shape (n, len(ks))
+    median = values[np.argmax(cdf >= 0.5 - 1e-12, axis=0)]  # cdf reaches 1 at i = n: always found
+    return pd.DataFrame({"k": ks, "expected_best": expected, "p_all_failed": p_all_failed, "median_best": median})
 
 
 def expected_best_band(scores, ks=None, n_boot: int = 200, seed: int = 0, level: float = 0.95) -> pd.DataFrame:

@@ -62,7 +62,7 @@ def test_every_image_loads_in_chromium(report, tmp_path):
     expected = len(re.findall(r"<img ", report.read_text()))
     assert verdict["total"] == expected and expected >= 10
     assert verdict["broken"] == []
-    assert verdict["sections"] == 9
+    assert verdict["sections"] == 10
 
 
 def test_screenshot_is_not_blank(report, tmp_path):

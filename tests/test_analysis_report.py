@@ -58,7 +58,7 @@ def _images(html: str) -> list[str]:
 def test_synthetic_report_has_every_section_and_files(synthetic):
     dirs, index = synthetic
     html = index.read_text()
-    for title in ("Top 5% per cell", "Score vs budget", "ResNet ablation", "Sensitivity to hyperparameters",
+    for title in ("Summary", "Top 5% per cell", "Score vs budget", "ResNet ablation", "Sensitivity to hyperparameters",
                   "Training curves and failures", "Samples", "Seed variance and importance", "Run facts", "All trials"):
         assert f"<h2>{title}" in html, title
     for axis in ("loss", "normalization", "penalty", "architecture", "dataset"):
@@ -68,7 +68,7 @@ def test_synthetic_report_has_every_section_and_files(synthetic):
     assert len([i for i in images if i.startswith("samples/")]) == load_studies(dirs).rows["arm"].nunique()
     for relative in images:
         assert (index.parent / relative).stat().st_size > 0, relative
-    for name in ("trials", "arms", "budget", "ablation", "seed_variance", "importance", "bayesian_rounds", "protocol"):
+    for name in ("best_trials", "trials", "arms", "budget", "ablation", "seed_variance", "importance", "bayesian_rounds", "protocol"):
         assert (index.parent / "tables" / f"{name}.csv").is_file(), name
         assert "\\toprule" in (index.parent / "tables" / f"{name}.tex").read_text()
     trials = pd.read_csv(index.parent / "tables" / "trials_all_fields.csv")

@@ -74,6 +74,20 @@ def test_expected_best_with_failures_is_conditional_and_reports_p_all_failed():
     assert curve["expected_best"].iloc[1] > stats.expected_best_of_k([1.0, 2.0, 4.0])["expected_best"].iloc[1]
 
 
+def test_median_best_of_k_counts_failures_as_worst():
+    curve = stats.expected_best_of_k([3.0, 1.0, 2.0])
+    assert curve["median_best"].tolist() == [2.0, 1.0, 1.0]
+    with_failures = stats.expected_best_of_k([1.0, INF, INF])
+    # k=1: P(min <= 1) = 1/3 < 1/2 -> the median draw failed; k=2: 1 - (2/3)^2 = 5/9 >= 1/2
+    assert with_failures["median_best"].tolist() == [INF, 1.0, 1.0]
+    rng = np.random.default_rng(5)
+    values = np.where(rng.random(15) < 0.3, INF, rng.normal(30, 4, 15))
+    for k in (1, 2, 4):
+        draws = values[rng.integers(0, values.size, size=(100_000, k))].min(axis=1)
+        simulated = np.quantile(draws, 0.5, method="inverted_cdf")
+        assert stats.expected_best_of_k(values, ks=[k])["median_best"].item() == simulated
+
+
 def test_expected_best_all_failed_is_nan_with_p_one():
     curve = stats.expected_best_of_k([INF, INF])
     assert curve["expected_best"].isna().all()

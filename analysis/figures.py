@@ -46,8 +46,6 @@ def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, 
     A cell is one value of `axis` within a dataset, pooling all trials with that value.
     Tick labels give the cell's trial count n and the selection size m.
     """
-    import seaborn as sns
-
     # Datasets are separate panels; the dataset axis itself is drawn in one panel.
     trials = trials.assign(_panel="all datasets") if axis == "dataset" else trials.assign(_panel=trials["dataset"])
     datasets = sorted(trials["_panel"].unique())
@@ -56,7 +54,7 @@ def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, 
     axes = figure.subplots(1, len(datasets), squeeze=False)[0]
     for ax, dataset in zip(axes, datasets):
         subset = trials[trials["_panel"] == dataset]
-        selected, labels = [], []
+        groups, labels = [], []
         for value in values:
             scores = np.sort(subset.loc[subset[axis] == value, "score"].to_numpy(float))
             if scores.size == 0:
@@ -64,56 +62,56 @@ def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, 
             m = top_k_count(scores.size, fraction)
             top = scores[:m]
             failed = int((~np.isfinite(top)).sum())
-            label = f"{plain(value)}\nn={scores.size}, top {m}" + (f"\n({failed} no score)" if failed else "")
-            labels.append(label)
-            selected.append(pd.DataFrame({"cell": label, "score": top[np.isfinite(top)]}))
-        frame = pd.concat(selected, ignore_index=True) if selected else pd.DataFrame({"cell": [], "score": []})
-        if not frame.empty:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # seaborn 0.13 passes matplotlib-deprecated arguments
-                _box_and_strip(sns, frame, labels, ax)
+            labels.append(f"{plain(value)}\nn={scores.size}, top {m}" + (f"\n({failed} no score)" if failed else ""))
+            groups.append(top[np.isfinite(top)])
+        _box_and_strip(ax, groups, labels, horizontal=False)
         ax.set_title(f"{plain(dataset)}: best {fraction:.0%} per {axis}")
-        ax.set_xlabel("")
         ax.set_ylabel(metric_label(metric, short=True) + " (lower is better)")
         ax.tick_params(axis="x", labelsize=8)
     return _save(figure, path)
 
 
-def _box_and_strip(sns, frame: pd.DataFrame, labels: list[str], ax) -> None:
-    sns.boxplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#cfe0f3", fliersize=0, width=0.6)
-    sns.stripplot(data=frame, x="cell", y="score", order=labels, ax=ax, color="#1f3b73", size=3.5, jitter=0.2)
+def _box_and_strip(ax, groups: list[np.ndarray], labels: list[str], horizontal: bool, seed: int = 0) -> None:
+    """Boxes (quartiles, whiskers at 1.5 IQR, no fliers) with every point jittered on top
+    (seeded jitter, so a rebuilt figure is identical). Empty groups keep their label."""
+    rng = np.random.default_rng(seed)
+    positions = np.arange(len(groups))
+    filled = [i for i, g in enumerate(groups) if g.size]
+    if filled:
+        ax.boxplot([groups[i] for i in filled], positions=positions[filled], widths=0.6, patch_artist=True,
+                   showfliers=False, orientation="horizontal" if horizontal else "vertical",
+                   boxprops={"facecolor": "#cfe0f3", "edgecolor": "#555"}, medianprops={"color": "#1f3b73"},
+                   whiskerprops={"color": "#555"}, capprops={"color": "#555"}, manage_ticks=False)
+    for i in filled:
+        jitter = positions[i] + rng.uniform(-0.18, 0.18, groups[i].size)
+        x, y = (groups[i], jitter) if horizontal else (jitter, groups[i])
+        ax.scatter(x, y, s=9, color="#1f3b73", zorder=3, linewidths=0)
+    if horizontal:
+        ax.set_yticks(positions, labels)
+        ax.set_ylim(len(groups) - 0.5, -0.5)  # first group on top
+    else:
+        ax.set_xticks(positions, labels)
+        ax.set_xlim(-0.5, len(groups) - 0.5)
 
 
 def top_k_by_arm_figure(trials: pd.DataFrame, fraction: float, metric: str, path: pathlib.Path) -> pathlib.Path:
     """Horizontal box + strip of each arm's best `fraction` of trial scores, arms sorted by
     the median of that selection; one panel per dataset (stacked)."""
-    import seaborn as sns
-
     datasets = sorted(trials["dataset"].unique())
     heights = [max(1.5, 0.28 * trials.loc[trials["dataset"] == d, "arm"].nunique() + 0.8) for d in datasets]
     figure = _new_figure(10, sum(heights))
     axes = figure.subplots(len(datasets), 1, squeeze=False, height_ratios=heights)[:, 0]
     for ax, dataset in zip(axes, datasets):
-        selected, order = [], []
+        cells = []
         for arm, group in trials[trials["dataset"] == dataset].groupby("arm", sort=True):
             scores = np.sort(group["score"].to_numpy(float))
             top = scores[: top_k_count(scores.size, fraction)]
             failed = int((~np.isfinite(top)).sum())
             label = plain(f"{arm} (n={scores.size}, top {top.size}" + (f", {failed} no score)" if failed else ")"))
-            finite = top[np.isfinite(top)]
-            order.append((float(np.median(top)), label))
-            selected.append(pd.DataFrame({"arm": label, "score": finite}))
-        labels = [label for _, label in sorted(order)]
-        frame = pd.concat(selected, ignore_index=True)
-        if not frame.empty:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # seaborn 0.13 passes matplotlib-deprecated arguments
-                sns.boxplot(data=frame, y="arm", x="score", order=labels, ax=ax, color="#cfe0f3", fliersize=0,
-                            width=0.6, orient="h")
-                sns.stripplot(data=frame, y="arm", x="score", order=labels, ax=ax, color="#1f3b73", size=3,
-                              jitter=0.15, orient="h")
+            cells.append((float(np.median(top)), label, top[np.isfinite(top)]))
+        cells.sort(key=lambda cell: (cell[0], cell[1]))
+        _box_and_strip(ax, [c[2] for c in cells], [c[1] for c in cells], horizontal=True)
         ax.set_title(f"{plain(dataset)}: best {fraction:.0%} of each arm's trials")
-        ax.set_ylabel("")
         ax.set_xlabel(metric_label(metric, short=True) + " (lower is better)")
         ax.tick_params(axis="y", labelsize=7)
     return _save(figure, path)

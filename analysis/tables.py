@@ -194,24 +194,31 @@ def rounds_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def sensitivity_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per arm, hyperparameter and value (grid values; continuous values binned to deciles
-    of log10 for lr and lambda): trials and median score, counting failures as +inf."""
-    out = []
-    for arm, group in trials.groupby("arm", sort=True):
-        for parameter in HYPERPARAMETERS:
-            values = group[parameter]
-            if values.nunique() < 2:
-                continue
-            if values.nunique() > 8:
-                source = np.log10(values.clip(lower=1e-12)) if parameter in ("learning_rate", "penalty_weight") else values
-                bins = pd.qcut(source, q=min(5, values.nunique()), duplicates="drop")
-                keys = bins.astype(str)
-            else:
-                keys = values.map(format_value)
-            for key, sub in group.groupby(keys, sort=True):
-                out.append({"arm": arm, "parameter": parameter, "value": key, "trials": len(sub),
-                            "median": stats.finite_median(sub["score"]), "best": float(sub["score"].min())})
-    return pd.DataFrame(out)
+    """Per arm, hyperparameter and value: trials, median and best score (failures count as
+    +inf). Grid values are kept as they are; an arm with more than 8 distinct values of a
+    parameter (Bayesian / random search) has them binned into 5 quantile bins, of log10
+    for lr and lambda."""
+    frames = []
+    for parameter in HYPERPARAMETERS:
+        distinct = trials.groupby("arm")[parameter].nunique()
+        varying = trials[trials["arm"].isin(distinct.index[distinct >= 2])]
+        if varying.empty:
+            continue
+        keys = varying[parameter].map(format_value)
+        for arm in distinct.index[distinct > 8]:
+            rows = varying["arm"] == arm
+            values = varying.loc[rows, parameter]
+            source = np.log10(values.clip(lower=1e-12)) if parameter in ("learning_rate", "penalty_weight") else values
+            keys.loc[rows] = pd.qcut(source, q=5, duplicates="drop").astype(str)
+            if parameter in ("learning_rate", "penalty_weight"):
+                keys.loc[rows] = "log10 " + keys.loc[rows]
+        summary = (varying.assign(value=keys).groupby(["arm", "value"], sort=True)["score"]
+                   .agg(trials="size", median="median", best="min").reset_index())
+        summary.insert(1, "parameter", parameter)
+        frames.append(summary)
+    if not frames:
+        return pd.DataFrame(columns=["arm", "parameter", "value", "trials", "median", "best"])
+    return pd.concat(frames, ignore_index=True)
 
 
 def varying_config_columns(trials: pd.DataFrame) -> list[str]:

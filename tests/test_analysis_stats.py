@@ -288,3 +288,18 @@ def test_latex_is_booktabs_and_escaped():
 
 def test_config_fields_match_synthetic_base():
     assert set(CONFIG_FIELDS) == set(_BASE_CONFIG)
+
+
+def test_sensitivity_table_groups_grid_values_and_bins_continuous_ones():
+    grid = pd.DataFrame({"arm": "g", "learning_rate": [1e-4, 1e-4, 2e-4, 2e-4, 2e-4], "penalty_weight": 1.0,
+                         "beta1": 0.5, "beta2": 0.9, "discriminator_steps": 1,
+                         "score": [10.0, INF, 5.0, 7.0, 6.0]})
+    table = tables.sensitivity_table(grid).set_index("value")
+    assert list(table["parameter"].unique()) == ["learning_rate"]  # the only varying parameter
+    assert table.loc["0.0001", "trials"] == 2 and table.loc["0.0001", "median"] == INF
+    assert table.loc["0.0002", "median"] == 6.0 and table.loc["0.0002", "best"] == 5.0
+    continuous = pd.DataFrame({"arm": "b", "learning_rate": np.logspace(-5, -2, 20), "penalty_weight": 1.0,
+                               "beta1": 0.5, "beta2": 0.9, "discriminator_steps": 1, "score": np.arange(20.0)})
+    binned = tables.sensitivity_table(continuous)
+    assert len(binned) == 5 and binned["trials"].tolist() == [4] * 5
+    assert binned["value"].str.startswith("log10 (").all()

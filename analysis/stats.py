@@ -231,31 +231,34 @@ def simulate_best_of_k(scores, k: int, n_draws: int, seed: int = 0) -> float:
 
 
 # ----------------------------------------------------------------------------- intervals
-def bootstrap_interval(statistic: Callable[[np.ndarray], float], sample, n_boot: int = 1000,
+def bootstrap_interval(statistic: Callable[..., np.ndarray], sample, n_boot: int = 1000,
                        seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of `statistic` over one sample (resampled with replacement)."""
+    """Percentile bootstrap interval of `statistic` over one sample (resampled with
+    replacement, seeded). `statistic` takes an `axis` argument (np.mean, np.median, np.min)."""
     values = np.asarray(sample, dtype=float)
     if values.size == 0:
         return (np.nan, np.nan)
     rng = np.random.default_rng(seed)
-    stats = np.array([statistic(values[rng.integers(0, values.size, values.size)]) for _ in range(n_boot)])
+    stats = statistic(values[rng.integers(0, values.size, size=(n_boot, values.size))], axis=1)
     alpha = (1.0 - level) / 2.0
     return float(np.quantile(stats, alpha)), float(np.quantile(stats, 1.0 - alpha))
 
 
-def bootstrap_difference(statistic: Callable[[np.ndarray], float], sample, reference, n_boot: int = 1000,
+def bootstrap_difference(statistic: Callable[..., np.ndarray], sample, reference, n_boot: int = 1000,
                          seed: int = 0, level: float = 0.95) -> tuple[float, float]:
     """Percentile bootstrap interval of statistic(sample) - statistic(reference), both
-    resampled independently with replacement. +inf values (failures) are allowed; an
-    interval bound is +-inf when enough resamples are dominated by failures."""
+    resampled independently with replacement (seeded); `statistic` takes `axis`. +inf
+    values (failures) are allowed; a bound is +-inf when enough resamples are dominated by
+    failures, and inf - inf counts as +inf (undecided)."""
     a, b = np.asarray(sample, dtype=float), np.asarray(reference, dtype=float)
     if a.size == 0 or b.size == 0:
         return (np.nan, np.nan)
     rng = np.random.default_rng(seed)
     ia = rng.integers(0, a.size, size=(n_boot, a.size))
     ib = rng.integers(0, b.size, size=(n_boot, b.size))
-    diffs = np.array([statistic(a[x]) - statistic(b[y]) for x, y in zip(ia, ib)])
-    diffs = np.where(np.isnan(diffs), np.inf, diffs)  # inf - inf: treat as undecided (unbounded)
+    with np.errstate(invalid="ignore"):
+        diffs = statistic(a[ia], axis=1) - statistic(b[ib], axis=1)
+    diffs = np.where(np.isnan(diffs), np.inf, diffs)
     alpha = (1.0 - level) / 2.0
     lower = np.quantile(diffs, alpha, method="lower")
     upper = np.quantile(diffs, 1.0 - alpha, method="higher")

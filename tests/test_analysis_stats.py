@@ -303,3 +303,18 @@ def test_sensitivity_table_groups_grid_values_and_bins_continuous_ones():
     binned = tables.sensitivity_table(continuous)
     assert len(binned) == 5 and binned["trials"].tolist() == [4] * 5
     assert binned["value"].str.startswith("log10 (").all()
+
+
+def test_budget_curves_thin_large_arms_but_keep_key_points():
+    assert tables.budget_ks(12).tolist() == list(range(1, 13))
+    ks = tables.budget_ks(3000)
+    assert {1, 5, 10, 3000} <= set(ks.tolist()) and len(ks) <= 84 and (np.diff(ks) > 0).all()
+    scores = np.random.default_rng(1).normal(40, 5, 3000)
+    trials = pd.DataFrame({"arm": "big", "dataset": "d", "score": scores})
+    curves = tables.budget_curves(trials, n_boot=20, seed=0)
+    exact = stats.expected_best_of_k(scores, ks=[1, 10, 3000])
+    got = curves.set_index("k").loc[[1, 10, 3000], "expected_best"].to_numpy()
+    assert np.allclose(got, exact["expected_best"].to_numpy())
+    assert curves["expected_best"].iloc[0] == pytest.approx(scores.mean())
+    # k = N draws find the minimum with probability 1 - (1 - 1/N)^N ~ 0.63: close to, not at, the min
+    assert scores.min() < curves["expected_best"].iloc[-1] < np.sort(scores)[5]

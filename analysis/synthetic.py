@@ -252,8 +252,9 @@ def write_study(study_dir: str | pathlib.Path, name: str, plan: list[dict[str, A
 
 
 def write_synthetic_studies(root: str | pathlib.Path, rows: int = 600, seed: int = 0,
-                            inception: bool = True) -> list[pathlib.Path]:
-    """Writes studies `grid`, `bayes` and `rerun` under `root` with about `rows` rows in all."""
+                            inception: bool = True, samples: bool = True) -> list[pathlib.Path]:
+    """Writes studies `grid`, `bayes` and `rerun` under `root` with about `rows` rows in all
+    (`samples=False`: no sample PNGs, for quick scale checks)."""
     root = pathlib.Path(root)
     plan = _plan(rows, np.random.default_rng(seed))
     parts = {"grid": [p for p in plan if p["search"] == "grid"],
@@ -261,7 +262,7 @@ def write_synthetic_studies(root: str | pathlib.Path, rows: int = 600, seed: int
              "rerun": [p for p in plan if p["search"] == "rerun"]}
     searches = {"grid": "grid", "bayes": "bayesian", "rerun": "rerun"}
     return [write_study(root / name, f"synthetic_{name}", items, seed=seed + i, inception=inception,
-                        search=searches[name])
+                        search=searches[name], samples=samples)
             for i, (name, items) in enumerate(parts.items())]
 
 

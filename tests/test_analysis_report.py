@@ -108,11 +108,16 @@ def test_config_strings_are_escaped(tmp_path):
 
 
 def test_cli_prints_index_path_last(tmp_path, capsys):
-    study = _write(tmp_path / "s", [_row("aaaaaaaaaaaa", 100, 30.0), _row("bbbbbbbbbbbb", 100, 35.0)], MANIFEST)
+    # extra columns the runner adds (a per-row "score", timings) are tolerated and ignored
+    extra = {"score": 999.0, "eval_seconds": 1.5, "d_grad_norm": 0.1}
+    study = _write(tmp_path / "s", [_row("aaaaaaaaaaaa", 100, 30.0, **extra), _row("bbbbbbbbbbbb", 100, 35.0, **extra)],
+                   MANIFEST)
     assert main([str(study), "--top", "0.5"]) == 0
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == str(study.resolve() / "report" / "index.html")
     assert pathlib.Path(last).is_file()
+    trials = pd.read_csv(study / "report" / "tables" / "trials.csv")
+    assert sorted(trials["score"]) == [30.0, 35.0]
 
 
 def test_cli_module_bad_input_one_line(tmp_path):
@@ -162,6 +167,13 @@ def test_only_failed_and_diverged(tmp_path):
     assert "No trial has a finite score" in html
     assert "oom" in html and "NaN loss" in html
     assert "1 diverged, 1 failed of 2 trials" in html.replace("0 completed, 0 running, ", "")
+
+
+def test_unreadable_manifest_is_reported(tmp_path):
+    study = _write(tmp_path / "s", [_row("aaaaaaaaaaaa", 100, 30.0)])
+    (study / "manifest.json").write_text("{not json")
+    html = build_report([study]).read_text()
+    assert "manifest.json is not valid JSON" in html
 
 
 def test_running_study_without_manifest(tmp_path):

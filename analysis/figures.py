@@ -229,6 +229,7 @@ def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> p
         group = group.sort_values("round")
         ax.plot(group["round"], group["round_best"], "o", color=colour, ms=4, alpha=0.7)
         ax.plot(group["round"], group["best_so_far"], "-", color=colour, label=plain(arm))
+    ax.set_title("markers: best trial of the round; line: best so far", fontsize=9)
     ax.set_xlabel("Bayesian round")
     ax.set_ylabel(f"best {metric_label(metric, short=True)}")
     ax.legend(fontsize=7, frameon=False)

@@ -63,16 +63,24 @@ def write_table(table: pd.DataFrame, directory: pathlib.Path, name: str, caption
     return {"csv": csv_path, "tex": tex_path}
 
 
+HTML_CELL_CHARS = 300  # longer cells (tracebacks in `error`) are cut in HTML; the CSV keeps them
+
+
+def _cell(value) -> str:
+    text = format_value(value)
+    return html.escape(text if len(text) <= HTML_CELL_CHARS else text[:HTML_CELL_CHARS] + " …")
+
+
 def html_table(table: pd.DataFrame, max_rows: int | None = None, css_class: str = "data") -> str:
-    """An HTML table with every cell escaped; at most `max_rows` rows (a note says so)."""
+    """An HTML table with every cell escaped (and cut at HTML_CELL_CHARS); at most
+    `max_rows` rows (a note says so)."""
     shown = table if max_rows is None or len(table) <= max_rows else table.head(max_rows)
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in shown.columns)
     body = []
     numeric = [pd.api.types.is_numeric_dtype(shown[c]) for c in shown.columns]
     for row in shown.itertuples(index=False):
-        cells = "".join(
-            f'<td class="num">{html.escape(format_value(v))}</td>' if is_num else f"<td>{html.escape(format_value(v))}</td>"
-            for v, is_num in zip(row, numeric))
+        cells = "".join(f'<td class="num">{_cell(v)}</td>' if is_num else f"<td>{_cell(v)}</td>"
+                        for v, is_num in zip(row, numeric))
         body.append(f"<tr>{cells}</tr>")
     note = ""
     if len(shown) < len(table):

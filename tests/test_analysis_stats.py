@@ -318,3 +318,11 @@ def test_budget_curves_thin_large_arms_but_keep_key_points():
     assert curves["expected_best"].iloc[0] == pytest.approx(scores.mean())
     # k = N draws find the minimum with probability 1 - (1 - 1/N)^N ~ 0.63: close to, not at, the min
     assert scores.min() < curves["expected_best"].iloc[-1] < np.sort(scores)[5]
+
+
+def test_html_table_escapes_and_cuts_long_cells():
+    table = pd.DataFrame({"error": ["<b>" + "x" * 1000], "score": [INF]})
+    text = tables.html_table(table)
+    assert "&lt;b&gt;" in text and "<b>" not in text
+    assert "x" * 300 not in text and " …" in text
+    assert '<td class="num">inf</td>' in text

@@ -46,7 +46,12 @@ def protocol_key(rows: pd.DataFrame) -> pd.Series:
     parts = []
     for column in PROTOCOL_COLUMNS:
         if column in rows.columns:
-            parts.append(column + "=" + rows[column].astype(object).where(rows[column].notna(), "?").astype(str))
+            values = rows[column]
+            numbers = pd.to_numeric(values, errors="coerce")
+            if values.notna().any() and numbers[values.notna()].notna().all():
+                # 10000, 10000.0 and "10000" (merged studies, NaN-widened ints) are one protocol
+                values = numbers.map(lambda v: format(v, "g"), na_action="ignore")
+            parts.append(column + "=" + values.astype(object).where(values.notna(), "?").astype(str))
         else:
             parts.append(pd.Series(column + "=?", index=rows.index))
     key = parts[0]

@@ -181,6 +181,10 @@ def test_split_by_protocol_keeps_dominant_protocol_per_dataset():
     assert "fid_real_samples=500" in excluded["protocol"].item()
     same, none = stats.split_by_protocol(rows[rows["trial_id"] != "t3"], "fid")
     assert len(same) == 4 and none.empty
+    mixed_types = rows[rows["trial_id"] != "t3"].astype({"fid_real_samples": object})
+    mixed_types.loc[mixed_types["trial_id"] == "t1", "fid_real_samples"] = "10000"
+    mixed_types.loc[mixed_types["trial_id"] == "t2", "fid_real_samples"] = 10000.0
+    assert stats.split_by_protocol(mixed_types, "fid")[1].empty
 
 
 # ----------------------------------------------------------------------------- intervals

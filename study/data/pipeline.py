@@ -7,6 +7,9 @@ and sees exactly the batches an uninterrupted run would have seen.
 """
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 
 
@@ -40,4 +43,79 @@ class BatchStream:
     def next(self, count: int) -> np.ndarray:
         idx = batch_indices(len(self.images), self.batch_size, self.seed, self.position, count)
         self.position += count
-        return self.images[idx]
+        return gather(self.images, idx)
+
+
+def gather(images: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """images[indices] for int [..., ] indices, reading a memmap in ascending order.
+
+    One vectorised fancy-index read; ascending order turns random access on a
+    memory-mapped file into a forward sweep (page cache and read-ahead friendly).
+    """
+    flat = indices.reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    out = np.empty((len(flat), *images.shape[1:]), dtype=images.dtype)
+    out[order] = images[flat[order]]
+    return out.reshape(*indices.shape, *images.shape[1:])
+
+
+_DONE = object()
+
+
+class Prefetcher:
+    """Prepares the next `depth` groups of batches on a background thread and puts them on the device.
+
+    `next()` returns `jax.device_put(stream.next(count_per_step))` results in stream order:
+    one producer thread calls the stream sequentially, so the output is identical to
+    calling the stream directly, whatever the timing. Errors in the thread re-raise in
+    `next()`. Use `close()` (or a `with` block) to stop the thread; the stream's position
+    then runs up to `depth + 1` groups ahead of what was consumed (resume by step number,
+    not by `stream.position`).
+    """
+
+    def __init__(self, stream: BatchStream, count_per_step: int, depth: int = 2, device=None):
+        if depth < 1:
+            raise ValueError(f"depth={depth} is not allowed; expected at least 1")
+        self.stream = stream
+        self.count_per_step = count_per_step
+        self.device = device
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._produce, name="batch-prefetch", daemon=True)
+        self._thread.start()
+
+    def _produce(self) -> None:
+        import jax
+
+        try:
+            while not self._stop.is_set():
+                host = self.stream.next(self.count_per_step)
+                item = jax.device_put(host, self.device)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as error:  # handed to the consumer
+            self._queue.put((_DONE, error))
+
+    def next(self):
+        """The next device array uint8 [count_per_step, batch, height, width, channels]."""
+        if self._stop.is_set():
+            raise RuntimeError("Prefetcher.next() after close()")
+        item = self._queue.get()
+        if isinstance(item, tuple) and len(item) == 2 and item[0] is _DONE:
+            self._stop.set()
+            raise item[1]
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def __enter__(self) -> "Prefetcher":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

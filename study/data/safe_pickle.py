@@ -13,17 +13,31 @@ import pickle
 
 import numpy as np
 from numpy._core.multiarray import _reconstruct
+from numpy._core.numeric import _frombuffer
 
 from study.data.errors import DataError
 
 # (module, name) as written in the file -> the object. The official batches were
 # written by Python 2 / numpy 1 and name `numpy.core.multiarray`; numpy >= 2 writes
-# `numpy._core.multiarray`. Both mean the same function.
+# `numpy._core.multiarray`. Both mean the same function. Python 3 rewrites of the files
+# add two more: protocol 5 arrays go through `_frombuffer`, and protocol 2 stores bytes
+# as `_codecs.encode(text, "latin1")` (admitted only with that codec, on a str).
+
+
+def _latin1_encode(text, encoding="utf-8", errors="strict"):
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1") or errors != "strict":
+        raise DataError(f"refused _codecs.encode({type(text).__name__}, {encoding!r}) in pickle; only latin1 bytes are expected")
+    return text.encode("latin1")
+
+
 ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): _latin1_encode,
 }
 
 

@@ -20,6 +20,8 @@ def test_same_seed_same_batches_different_seed_different(tmp_path):
     assert a.shape == (10, 8, 4, 4, 3) and a.dtype == np.uint8
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
+    # the stream (with its permutation cache) is the pure function of (seed, batch number)
+    np.testing.assert_array_equal(a, np.asarray(images)[pipeline.batch_indices(37, 8, 3, 0, 10)])
 
 
 def test_every_epoch_visits_each_image_once():

@@ -17,14 +17,19 @@ def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
 
 
-def batch_indices(num_examples: int, batch_size: int, seed: int, first_batch: int, count: int) -> np.ndarray:
-    """Example indices of batches [first_batch, first_batch + count): int64 [count, batch_size]."""
+def batch_indices(
+    num_examples: int, batch_size: int, seed: int, first_batch: int, count: int, permutation=None
+) -> np.ndarray:
+    """Example indices of batches [first_batch, first_batch + count): int64 [count, batch_size].
+
+    permutation: optional `epoch -> permutation` (a cache of `_epoch_permutation`); the
+    result does not depend on it.
+    """
+    permutation = permutation or (lambda epoch: _epoch_permutation(num_examples, seed, epoch))
     start = first_batch * batch_size
     stop = (first_batch + count) * batch_size
     first_epoch, last_epoch = start // num_examples, (stop - 1) // num_examples
-    flat = np.concatenate(
-        [_epoch_permutation(num_examples, seed, e) for e in range(first_epoch, last_epoch + 1)]
-    )
+    flat = np.concatenate([permutation(e) for e in range(first_epoch, last_epoch + 1)])
     offset = start - first_epoch * num_examples
     return flat[offset : offset + stop - start].reshape(count, batch_size)
 
@@ -39,9 +44,18 @@ class BatchStream:
         self.batch_size = batch_size
         self.seed = seed
         self.position = start_batch
+        # A permutation costs O(N) (tens of ms for LSUN's 3M); keep the current epochs'.
+        self._permutations: dict[int, np.ndarray] = {}
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        if epoch not in self._permutations:
+            if len(self._permutations) >= 4:
+                self._permutations.pop(min(self._permutations))
+            self._permutations[epoch] = _epoch_permutation(len(self.images), self.seed, epoch)
+        return self._permutations[epoch]
 
     def next(self, count: int) -> np.ndarray:
-        idx = batch_indices(len(self.images), self.batch_size, self.seed, self.position, count)
+        idx = batch_indices(len(self.images), self.batch_size, self.seed, self.position, count, self._permutation)
         self.position += count
         return gather(self.images, idx)
 

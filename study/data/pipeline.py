@@ -104,15 +104,17 @@ class Prefetcher:
         try:
             while not self._stop.is_set():
                 host = self.stream.next(self.count_per_step)
-                item = jax.device_put(host, self.device)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._put(jax.device_put(host, self.device))
         except BaseException as error:  # handed to the consumer
-            self._queue.put((_DONE, error))
+            self._put((_DONE, error))
+
+    def _put(self, item) -> None:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
 
     def next(self):
         """The next device array uint8 [count_per_step, batch, height, width, channels]."""

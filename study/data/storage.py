@@ -47,7 +47,7 @@ def file_digest(path: pathlib.Path, algorithm: str = "md5", chunk: int = 1 << 22
 
 
 def write_json_atomic(obj: dict, path: pathlib.Path) -> None:
-    tmp = path.with_name(path.name + ".partial")
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
 
@@ -58,7 +58,8 @@ class SplitWriter:
     def __init__(self, directory: pathlib.Path, name: str, count: int, shape: tuple[int, ...]):
         directory.mkdir(parents=True, exist_ok=True)
         self.final = directory / f"{name}.npy"
-        self.partial = directory / f"{name}.npy.partial"
+        # unique per process: parallel trials may build the same resize cache at once
+        self.partial = directory / f"{name}.npy.{os.getpid()}.partial"
         self.count = count
         self.written = 0
         self.array = np.lib.format.open_memmap(self.partial, mode="w+", dtype=np.uint8, shape=(count, *shape))
@@ -77,7 +78,7 @@ class SplitWriter:
         shape = list(self.array.shape)
         self.array.flush()
         del self.array
-        os.replace(self.partial, self.final)
+        os.replace(self.partial, self.final)  # atomic: readers see the old file or the complete new one
         return {"file": self.final.name, "count": self.count, "shape": shape, "sha256": file_digest(self.final, "sha256")}
 
 

@@ -62,8 +62,21 @@ def crc32c(data: bytes, crc: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
+def _fast_crc32c():
+    """A C CRC-32C when an optional package provides one (google-crc32c); else None."""
+    try:
+        import google_crc32c
+
+        return google_crc32c.value if google_crc32c.implementation == "c" else None
+    except ImportError:
+        return None
+
+
+_C_CRC32C = _fast_crc32c()
+
+
 def masked_crc32c(data: bytes) -> int:
-    crc = crc32c(data)
+    crc = _C_CRC32C(bytes(data)) if _C_CRC32C else crc32c(data)
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 

@@ -53,7 +53,14 @@ def _info(data_dir) -> None:
     print(f"data directory: {root}")
     for name in data.names():
         meta = data.info(name)
-        prepared = "embedded" if name == "digits" else ("prepared" if (root / name / "manifest.json").is_file() else "not prepared")
+        prepared = "embedded" if name == "digits" else "not prepared"
+        if name != "digits" and (root / name / "manifest.json").is_file():
+            try:
+                _, manifest = storage.read_manifest(name, data_dir, "")
+                counts = ", ".join(f"{k} {v['count']:,}" for k, v in sorted(manifest["splits"].items()))
+                prepared = f"prepared: {counts}{'' if manifest.get('official') else ', unofficial'}"
+            except data.DataError as error:
+                prepared = f"unreadable: {error}"
         shape = f"{meta.image_size}x{meta.image_size}x{meta.channels}"
         print(f"{name:13s} {shape:10s} train {meta.train_size:>9,}  "
               f"test {meta.test_size:>7,}  FID samples {meta.fid_samples:>6,}  [{prepared}]")

@@ -165,4 +165,4 @@ def test_cli_prepare_and_errors(tmp_path, capsys):
     assert err.count("\n") == 1 and "missing.tar.gz: no such file or folder" in err
     assert cli(["info", "--data-dir", str(tmp_path / "out")]) == 0
     listing = capsys.readouterr().out
-    assert "cifar10" in listing and "[prepared]" in listing and "lsun_bedroom" in listing
+    assert "[prepared: test 5, train 20, unofficial]" in listing and "lsun_bedroom" in listing

@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from study.data.errors import DataError
+
 
 def _epoch_permutation(num_examples: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(num_examples)
@@ -29,9 +31,12 @@ def batch_indices(
     start = first_batch * batch_size
     stop = (first_batch + count) * batch_size
     first_epoch, last_epoch = start // num_examples, (stop - 1) // num_examples
-    flat = np.concatenate([permutation(e) for e in range(first_epoch, last_epoch + 1)])
-    offset = start - first_epoch * num_examples
-    return flat[offset : offset + stop - start].reshape(count, batch_size)
+    # Slice each epoch before concatenating: O(batch) per call, not O(N) (LSUN has 3M).
+    parts = [
+        permutation(e)[max(start - e * num_examples, 0) : min(stop - e * num_examples, num_examples)]
+        for e in range(first_epoch, last_epoch + 1)
+    ]
+    return np.concatenate(parts).reshape(count, batch_size)
 
 
 class BatchStream:
@@ -39,7 +44,7 @@ class BatchStream:
 
     def __init__(self, images: np.ndarray, batch_size: int, seed: int, start_batch: int = 0):
         if len(images) < 1:
-            raise ValueError("cannot stream batches from a split with zero images")
+            raise DataError("cannot stream batches from a split with zero images; expected at least one")
         self.images = images
         self.batch_size = batch_size
         self.seed = seed

@@ -1,0 +1,191 @@
+"""Sample-quality scores on features / class probabilities / images.
+
+- `inception_score`: Salimans et al. 2016, exp(E_x KL(p(y|x) || p(y))), mean over splits.
+- `kernel_inception_distance`: Bińkowski et al. 2018, unbiased MMD² with the cubic
+  polynomial kernel k(x, y) = (x·y / d + 1)³, averaged over random subsets (the reference
+  KID code draws each subset without replacement from each set independently).
+- `precision_recall`: improved precision/recall, Kynkäänniemi et al. 2019 (k-NN balls, k=3).
+- `ms_ssim` (jax): Wang et al. 2003 multi-scale SSIM, compare_gan's diversity score (spec §7).
+
+Host-side scores use float64 numpy with explicit seeds: deterministic across runs.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def inception_score(logits: np.ndarray, splits: int = 10) -> float:
+    """IS of class logits [n, classes] (softmax applied here), mean over `splits` equal parts.
+
+    Range [1, classes]: 1 when every p(y|x) equals the marginal, `classes` when each sample
+    is one-hot and the classes are used uniformly. compare_gan used splits=1 (spec §7).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    if logits.ndim != 2 or not 1 <= splits <= logits.shape[0]:
+        raise ValueError(f"logits shape {logits.shape} with splits={splits} not allowed; need [n, classes], 1 <= splits <= n")
+    log_p = logits - logits.max(axis=1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(axis=1, keepdims=True))
+    scores = []
+    for part in np.array_split(log_p, splits):
+        p = np.exp(part)
+        log_marginal = np.log(p.mean(axis=0) + 1e-300)
+        scores.append(np.exp(np.mean(np.sum(p * (part - log_marginal), axis=1))))
+    return float(np.mean(scores))
+
+
+def _polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    return (x @ y.T / x.shape[1] + 1.0) ** 3
+
+
+def kernel_inception_distance(
+    features_real: np.ndarray, features_fake: np.ndarray, num_subsets: int = 100, subset_size: int = 1000, seed: int = 0
+) -> float:
+    """Mean over subsets of the unbiased MMD² between features [n, d] and [m, d] (cubic polynomial kernel).
+
+    subset_size is capped at min(n, m). Can be slightly negative for identical distributions.
+    """
+    x = np.asarray(features_real, np.float64)
+    y = np.asarray(features_fake, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"feature shapes {x.shape} and {y.shape} not allowed; need [n, d] and [m, d]")
+    size = min(subset_size, x.shape[0], y.shape[0])
+    if size < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got {x.shape[0]} and {y.shape[0]}")
+    rng = np.random.default_rng(seed)
+    # Small sets: one Gram matrix per pair of sets, subsets index into it (same numbers, far less work).
+    full = x.shape[0] + y.shape[0] <= 6000
+    if full:
+        k_xx, k_yy, k_xy = _polynomial_kernel(x, x), _polynomial_kernel(y, y), _polynomial_kernel(x, y)
+    if size == x.shape[0] == y.shape[0]:
+        num_subsets = 1  # every subset is the whole of both sets: the MMD² does not depend on the order
+    values = []
+    for _ in range(num_subsets):
+        ix = rng.choice(x.shape[0], size, replace=False)
+        iy = rng.choice(y.shape[0], size, replace=False)
+        if full:
+            a, b, c = k_xx[np.ix_(ix, ix)], k_yy[np.ix_(iy, iy)], k_xy[np.ix_(ix, iy)]
+        else:
+            a, b, c = _polynomial_kernel(x[ix], x[ix]), _polynomial_kernel(y[iy], y[iy]), _polynomial_kernel(x[ix], y[iy])
+        off_diagonal = size * (size - 1)
+        mmd2 = (a.sum() - np.trace(a)) / off_diagonal + (b.sum() - np.trace(b)) / off_diagonal - 2.0 * c.mean()
+        values.append(mmd2)
+    return float(np.mean(values))
+
+
+def _squared_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.maximum((a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T, 0.0)
+
+
+def _knn_radii(features: np.ndarray, k: int, block: int = 1024) -> np.ndarray:
+    """Squared distance of each row to its k-th nearest other row."""
+    radii = np.empty(features.shape[0])
+    for start in range(0, features.shape[0], block):
+        d = _squared_distances(features[start : start + block], features)
+        radii[start : start + block] = np.partition(d, k, axis=1)[:, k]  # index 0 is the point itself
+    return radii
+
+
+def _coverage(queries: np.ndarray, support: np.ndarray, radii: np.ndarray, block: int = 1024) -> float:
+    """Fraction of queries inside at least one support ball."""
+    inside = 0
+    for start in range(0, queries.shape[0], block):
+        d = _squared_distances(queries[start : start + block], support)
+        inside += int(np.any(d <= radii[None, :], axis=1).sum())
+    return inside / queries.shape[0]
+
+
+def precision_recall(features_real: np.ndarray, features_fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision (fake inside the real manifold) and recall (real inside the fake manifold), in [0, 1]."""
+    x = np.asarray(features_real, np.float64)
+    y = np.asarray(features_fake, np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(x.shape[0], y.shape[0]) <= k:
+        raise ValueError(f"feature shapes {x.shape} and {y.shape} not allowed; need [n > k, d] and [m > k, d] with k={k}")
+    precision = _coverage(y, x, _knn_radii(x, k))
+    recall = _coverage(x, y, _knn_radii(y, k))
+    return precision, recall
+
+
+# ---------------------------------------------------------------- MS-SSIM (jax, on device)
+
+MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)  # Wang et al. 2003, 5 scales
+MS_SSIM_MIN_SIDE = 4  # a scale fits when its side is >= 4 px (tiny images: fewer scales, weights renormalised)
+
+
+def ms_ssim_scales(side: int) -> int:
+    """Number of scales used for square images of `side` pixels: as many of the 5 as keep the side >= 4."""
+    scales = 1
+    while scales < 5 and side // (2**scales) >= MS_SSIM_MIN_SIDE:
+        scales += 1
+    return scales
+
+
+def _gaussian_window(size: int, sigma: float) -> jnp.ndarray:
+    offsets = jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2.0
+    g = jnp.exp(-(offsets**2) / (2.0 * sigma**2))
+    return g / g.sum()
+
+
+def _filter(x: jnp.ndarray, window: jnp.ndarray) -> jnp.ndarray:
+    """Separable VALID Gaussian filter of x [..., H, W]."""
+    size = window.shape[0]
+    h, w = x.shape[-2], x.shape[-1]
+    rows = sum(window[i] * x[..., i : h - size + 1 + i, :] for i in range(size))
+    return sum(window[i] * rows[..., :, i : w - size + 1 + i] for i in range(size))
+
+
+def _ssim_terms(a: jnp.ndarray, b: jnp.ndarray, max_value: float):
+    """Mean luminance*contrast*structure and contrast*structure of a, b [..., H, W, C] (compare_gan's msssim.py).
+
+    Filter size min(11, H, W), sigma 1.5 scaled with it, K1=0.01, K2=0.03.
+    """
+    size = min(11, a.shape[-3], a.shape[-2])
+    window = _gaussian_window(size, 1.5 * size / 11.0)
+    a = jnp.moveaxis(a, -1, -3)
+    b = jnp.moveaxis(b, -1, -3)
+    c1, c2 = (0.01 * max_value) ** 2, (0.03 * max_value) ** 2
+    mu_a, mu_b = _filter(a, window), _filter(b, window)
+    var_a = _filter(a * a, window) - mu_a**2
+    var_b = _filter(b * b, window) - mu_b**2
+    cov = _filter(a * b, window) - mu_a * mu_b
+    cs = (2.0 * cov + c2) / (var_a + var_b + c2)
+    ssim = (2.0 * mu_a * mu_b + c1) / (mu_a**2 + mu_b**2 + c1) * cs
+    axes = (-3, -2, -1)
+    return ssim.mean(axis=axes), cs.mean(axis=axes)
+
+
+def _downsample(x: jnp.ndarray) -> jnp.ndarray:
+    """2x2 average pooling of [..., H, W, C] (H, W even after cropping)."""
+    h, w = x.shape[-3] // 2 * 2, x.shape[-2] // 2 * 2
+    x = x[..., :h, :w, :]
+    return (x[..., 0::2, 0::2, :] + x[..., 1::2, 0::2, :] + x[..., 0::2, 1::2, :] + x[..., 1::2, 1::2, :]) / 4.0
+
+
+def ms_ssim(a: jnp.ndarray, b: jnp.ndarray, max_value: float = 1.0) -> jnp.ndarray:
+    """MS-SSIM of image pairs a, b [..., H, W, C] in [0, max_value] -> [...]; 1 for identical images.
+
+    Scales: `ms_ssim_scales(min(H, W))`; weights: the first ones of MS_SSIM_WEIGHTS, renormalised.
+    """
+    scales = ms_ssim_scales(min(a.shape[-3], a.shape[-2]))
+    weights = np.asarray(MS_SSIM_WEIGHTS[:scales]) / np.sum(MS_SSIM_WEIGHTS[:scales])
+    value = 1.0
+    for scale in range(scales):
+        ssim, cs = _ssim_terms(a, b, max_value)
+        last = scale == scales - 1
+        # Negative cs/ssim (anti-correlated patches) raised to fractional powers: clip at 0 as msssim.py's product does not.
+        value = value * jnp.maximum(ssim if last else cs, 0.0) ** weights[scale]
+        if not last:
+            a, b = _downsample(a), _downsample(b)
+    return value
+
+
+@functools.partial(jax.jit, static_argnames=("max_value",))
+def ms_ssim_diversity(images: jnp.ndarray, max_value: float = 1.0) -> jnp.ndarray:
+    """Mean MS-SSIM over all ordered pairs of distinct images of one batch [B, H, W, C] (lower = more diverse)."""
+    with jax.default_matmul_precision("highest"):
+        n = images.shape[0]
+        pairwise = jax.vmap(lambda x: ms_ssim(jnp.broadcast_to(x, images.shape), images, max_value))(images)  # [B, B]
+        return (pairwise.sum() - jnp.trace(pairwise)) / (n * (n - 1))

@@ -310,17 +310,24 @@ class FIDInception:
             raise ValueError(f"resize={resize!r} not allowed; choose one of {sorted(RESIZE_MODES)}")
         self.params, self.resize, self.sha256 = params, resize, sha256
         self.resize_name, self.scaling_name = RESIZE_MODES[resize]
-        self.network = FIDInceptionV3()
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, resize: str = "tf") -> "FIDInception":
         return cls(params_from_state_dict(load_state_dict(path)), resize, file_sha256(path))
 
     def apply_params(self, params, images01):
-        with jax.default_matmul_precision("highest"):
-            return self.network.apply({"params": params}, preprocess(images01, self.resize))
+        """(params, images01 [B, H, W, C] in [0, 1]) -> (pool3 [B, 2048], logits [B, 1008]); traceable."""
+        return apply_inception(params, images01, self.resize)
 
     def features_fn(self):
-        """jit-compiled (images01 [B, H, W, C]) -> (pool3 [B, 2048], logits [B, 1008])."""
-        compiled = jax.jit(self.apply_params)
-        return lambda images01: compiled(self.params, images01)
+        """jit-compiled (images01 [B, H, W, C]) -> (pool3 [B, 2048], logits [B, 1008]); one compile per shape per process."""
+        return lambda images01: inception_features(self.params, images01, self.resize)
+
+
+def apply_inception(params, images01, resize: str):
+    with jax.default_matmul_precision("highest"):
+        return FIDInceptionV3().apply({"params": params}, preprocess(images01, resize))
+
+
+# Module-level jit: every FIDInception instance (CLI, Evaluator, tests) shares the compiled code.
+inception_features = jax.jit(apply_inception, static_argnames="resize")

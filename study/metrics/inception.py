@@ -21,6 +21,7 @@ Default "tf": compare_gan's FIDs were computed that way (spec §7); "torch" repr
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pathlib
@@ -223,13 +224,19 @@ def preprocess(images01: jnp.ndarray, resize: str) -> jnp.ndarray:
     return (x * 255.0 - 128.0) / 128.0 if resize == "tf" else x * 2.0 - 1.0
 
 
+@functools.lru_cache(maxsize=1)
+def _expected_shapes() -> dict[str, tuple[int, ...]]:
+    """{'Mixed_5b/branch1x1/conv/kernel': shape, ...} of FIDInceptionV3's params (traced once per process)."""
+    expected = jax.eval_shape(lambda: FIDInceptionV3().init(jax.random.PRNGKey(0), jnp.zeros((1, 299, 299, 3))))["params"]
+    return {"/".join(k.key for k in path): leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
+
+
 def params_from_state_dict(state_dict) -> dict:
     """Flax params of FIDInceptionV3 from a pytorch-fid state dict {name: array}; every key must be used.
 
     Raises ValueError (one line) naming missing / unexpected keys or wrong shapes.
     """
-    expected = jax.eval_shape(lambda: FIDInceptionV3().init(jax.random.PRNGKey(0), jnp.zeros((1, 299, 299, 3))))["params"]
-    expected_flat = {"/".join(k.key for k in path): leaf.shape for path, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]}
+    expected_flat = _expected_shapes()
     converted: dict[str, np.ndarray] = {}
     unexpected = []
     for key, value in state_dict.items():

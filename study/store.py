@@ -57,6 +57,8 @@ def _normalize(frame: pd.DataFrame) -> pd.DataFrame:
     for column, default in (("diverged", False), ("final", False)):
         frame[column] = frame[column].fillna(default).astype(bool) if column in frame else default
     frame["error"] = frame["error"].fillna("").astype(str) if "error" in frame else ""
+    if "status" not in frame:
+        frame["status"] = pd.Series(dtype=str)
     return frame
 
 

@@ -93,7 +93,7 @@ def run_trial(
     from study import data, store
     from study import train as training
     from study.checkpoint import Checkpoints
-    from study.data.pipeline import BatchStream
+    from study.data.pipeline import BatchStream, Prefetcher
     from study.metrics import Evaluator
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
@@ -103,6 +103,7 @@ def run_trial(
     rows = store.TrialRows(out_dir, identity or {}, config)
     started = time.perf_counter()
     step = 0
+    batches = None
     try:
         program = training.get_program(config)
         init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
@@ -130,8 +131,11 @@ def run_trial(
         span_start = time.perf_counter()
         calls = 0
         compile_seconds = None
+        # The next groups of real batches are gathered and put on the device on a
+        # background thread while the current step runs; the order is the stream's.
+        batches = Prefetcher(stream, n_dis, depth=2)
         while step < config.train_steps:
-            real = jax.device_put(stream.next(n_dis))
+            real = batches.next()
             state, metrics = program.train_step(state, real, train_key)
             step += n_dis
             if compile_seconds is None:
@@ -208,6 +212,9 @@ def run_trial(
         reason = f"{type(error).__name__}: {error}"
         rows.mark_final("failed", error=reason[:2000], step=step)
         raise
+    finally:
+        if batches is not None:
+            batches.close()
     return {**rows.rows[max(rows.rows)], "best_score": rows.best}
 
 

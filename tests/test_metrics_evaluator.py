@@ -39,11 +39,12 @@ def _real_fn(real, scale=1.0, shift=0.0):
     return sample_fn
 
 
-def test_domain_classifier_accurate_and_deterministic(evaluator, tmp_path):
+def test_domain_classifier_accurate_and_deterministic(evaluator, cache, tmp_path):
     assert evaluator.domain.test_accuracy > 0.9
     assert evaluator.protocol["fid_domain_test_accuracy"] == evaluator.domain.test_accuracy
     retrained = domain.domain_extractor("digits", 16, 1, tmp_path, log=lambda message: None)
     assert retrained.checksum == evaluator.domain.checksum  # bit-identical weights from a fresh training
+    assert domain.domain_extractor("digits", 16, 1, cache).checksum == evaluator.domain.checksum  # from the disk cache
 
 
 def test_labels_follow_the_dataset_split():

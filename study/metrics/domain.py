@@ -75,7 +75,12 @@ class DomainExtractor:
 
 
 def _checksum(params) -> str:
-    return hashlib.sha256(flax.serialization.to_bytes(params)).hexdigest()
+    """sha256 over (path, float32 bytes) of every leaf in path order: independent of container types."""
+    digest = hashlib.sha256()
+    for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(params)[0], key=lambda item: jax.tree_util.keystr(item[0])):
+        digest.update(jax.tree_util.keystr(path).encode())
+        digest.update(np.ascontiguousarray(np.asarray(leaf, np.float32)).tobytes())
+    return digest.hexdigest()
 
 
 def digits_labels(split: str) -> np.ndarray:

@@ -192,7 +192,11 @@ def run_study(args, argv, space, arms, trials, resources) -> int:
     if space.search == "bayesian":
         from study import bayes
 
-        bayes.run_bayesian(study_dir, space, arms, identity=identity, resources=resources, args=args)
+        try:
+            bayes.run_bayesian(study_dir, space, arms, identity=identity, resources=resources, args=args)
+        except bayes.BayesError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     else:
         tune.run_grid(study_dir, trials, identity=identity, resources=resources, pack=args.pack,
                       retries=args.retries, address=args.address, storage=args.storage, resume=resuming)

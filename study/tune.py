@@ -85,8 +85,7 @@ def trainable(params: dict[str, Any]) -> None:
     final_scores = []
     for index, trial in enumerate(trials):
         config = TrialConfig.from_dict(trial)
-        trial_identity = {**identity, "arm": _arm(trial), "round": int(trial.get("_round", identity.get("round", 0)))}
-        trial_identity.pop("_round", None)
+        trial_identity = {**identity, "arm": _arm(trial), "round": int(identity.get("round", 0))}
         last = index == len(trials) - 1
 
         def report(row: dict[str, Any], *, _config=config, _last=last) -> None:
@@ -114,7 +113,7 @@ class Progress:
     terminal and in a log file.
     """
 
-    def __init__(self, total_configs: int, study_dir: pathlib.Path, stream=sys.stderr):
+    def __init__(self, total_configs: int, study_dir: pathlib.Path, stream=None):
         self.total = total_configs
         self.study_dir = study_dir
         self.stream = stream
@@ -152,7 +151,7 @@ class Progress:
         print(
             f"[study {self.study_dir.name}] {elapsed:6.0f}s  configs done {self.done}/{self.total}  "
             f"running {len(self.running)}  diverged {self.diverged}  failed {self.failed}  best score {best}",
-            file=self.stream, flush=True,
+            file=self.stream or sys.stderr, flush=True,
         )
 
 

@@ -232,7 +232,9 @@ def _cached_program(key: tuple) -> Program:
     program = build_program(config)
     return dataclasses.replace(
         program,
-        init=jax.jit(program.init),
+        # Initialisation stays eager: it runs once per trial, and compiling it cost more
+        # (a minute and more on a 2-core CPU) than it saves.
+        init=program.init,
         # Donating the state lets XLA update parameters and optimizer moments in place.
         train_step=jax.jit(program.train_step, donate_argnums=0),
         sample=jax.jit(program.sample, static_argnums=(1, 2)),

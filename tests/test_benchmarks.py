@@ -10,7 +10,14 @@ import sys
 
 import pytest
 
-BENCHMARKS = ["train_step", "fid_features", "packing", "sweep_overhead"]
+# train_step runs in the default suite; the others compile Inception or start many
+# trial processes (minutes each on a 2-core CPU) and run with `pytest -m slow`.
+BENCHMARKS = [
+    "train_step",
+    pytest.param("fid_features", marks=pytest.mark.slow),
+    pytest.param("packing", marks=pytest.mark.slow),
+    pytest.param("sweep_overhead", marks=pytest.mark.slow),
+]
 
 
 def run_quick(name: str) -> str:

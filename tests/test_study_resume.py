@@ -13,9 +13,6 @@ import pytest
 
 from study.config import TrialConfig
 
-pytestmark = pytest.mark.slow
-
-
 def _study(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "study.run", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)

@@ -50,7 +50,6 @@ def test_bad_arguments_are_one_line_errors(args, fragment, capsys):
     assert len(err.splitlines()) == 1
 
 
-@pytest.mark.slow
 def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
     study_dir = tmp_path / "smoke"
     done = _run_cli("--space", "smoke", "--out", str(study_dir), "--set", "batch_size=16")

@@ -32,7 +32,7 @@ def test_paper_scale_uses_the_papers_lengths():
     [
         ({"lossx": "ns"}, "unknown field 'lossx'; allowed fields: dataset"),
         ({"loss": "nss"}, "loss='nss' is not allowed; choose one of:"),
-        ({"dataset": "imagenet"}, "dataset='imagenet' is not allowed; choose one of: digits"),
+        ({"dataset": "imagenet"}, "dataset='imagenet' is not allowed; choose one of: cifar10, celebahq128, lsun_bedroom, digits"),
         ({"scale": "huge"}, "scale='huge' is not allowed; choose one of: tiny, small, paper"),
         ({"learning_rate": 0.0}, "learning_rate=0.0 is out of range; allowed: (0, 1]"),
         ({"beta2": 1.5}, "beta2=1.5 is out of range; allowed: [0, 1]"),

@@ -13,6 +13,9 @@ import pytest
 
 from study.config import TrialConfig
 
+# The `ray` command of the interpreter running the tests (the venv's bin/ need not be on PATH).
+RAY = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
+
 def _study(*args, **kwargs):
     return subprocess.Popen([sys.executable, "-m", "study.run", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kwargs)
@@ -29,7 +32,7 @@ def test_kill9_then_resume_runs_each_config_exactly_once(tmp_path):
     assert list(study_dir.glob("trials/*/rows.parquet")), "no trial reached its first evaluation"
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=60)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
 
     resumed = subprocess.run([sys.executable, "-m", "study.run", "--resume", str(study_dir)],
                              capture_output=True, text=True, timeout=600)
@@ -53,14 +56,14 @@ def _smoke_trials():
                                                              "architecture": "sndcgan"})
 
 
-@pytest.mark.skipif(shutil.which("ray") is None, reason="the `ray` command is not on PATH")
+@pytest.mark.skipif(RAY is None, reason="the `ray` command is not installed")
 def test_study_connects_to_a_running_ray_head(tmp_path):
     port = "6391"
     # Ray rewrites 127.0.0.1 to the machine's outward address unless told this is a
     # single-machine cluster; the test must stay on loopback.
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_AUTH_MODE": "disabled"}  # a loopback-only test cluster
-    start = subprocess.run(["ray", "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+    start = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
                            capture_output=True, text=True, timeout=180, env=env)
     assert start.returncode == 0, start.stderr[-2000:]
@@ -74,4 +77,4 @@ def test_study_connects_to_a_running_ray_head(tmp_path):
         results = pd.read_parquet(tmp_path / "cluster" / "results.parquet")
         assert results["trial_id"].nunique() == 2 and results["status"].eq("completed").all()
     finally:
-        subprocess.run(["ray", "stop", "--force"], capture_output=True, timeout=120)
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)

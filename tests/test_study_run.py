@@ -34,7 +34,7 @@ def test_dry_run_table_states_the_count(capsys):
     "args, fragment",
     [
         (["--space", "tabel1"], "error: unknown search space 'tabel1'; choose one of: table1"),
-        (["--dataset", "mnist"], "error: --dataset 'mnist' is unknown; choose one of: digits"),
+        (["--dataset", "mnist"], "error: --dataset 'mnist' is unknown; choose one of: cifar10, celebahq128, lsun_bedroom, digits"),
         (["--scale", "huge"], "error: --scale 'huge' is unknown; choose one of: tiny, small, paper"),
         (["--arms", "loss=xx"], "error: --arms loss='xx' matches no arm of space 'table1'"),
         (["--set", "lr=1"], "error: --set field 'lr' is unknown; allowed fields:"),

@@ -82,21 +82,18 @@ def trainable(params: dict[str, Any]) -> None:
     trials = params["trials"]
     if isinstance(trials, Mapping):
         trials = [trials]
-    final_scores = []
     for index, trial in enumerate(trials):
         config = TrialConfig.from_dict(trial)
         trial_identity = {**identity, "arm": _arm(trial), "round": int(identity.get("round", 0))}
         last = index == len(trials) - 1
 
-        def report(row: dict[str, Any], *, _config=config, _last=last) -> None:
+        def report(row: dict[str, Any], *, _last=last, _index=index) -> None:
             metrics = _report_metrics(row)
-            metrics["pack_index"] = index
+            metrics["pack_index"] = _index
             metrics["pack_done"] = _last and row.get("final", False)
             tune.report(metrics)
 
-        final = run_trial(config, study_dir / store.TRIALS_DIR / config.trial_id, identity=trial_identity,
-                          on_eval=report)
-        final_scores.append(final.get("best_score"))
+        run_trial(config, study_dir / store.TRIALS_DIR / config.trial_id, identity=trial_identity, on_eval=report)
 
 
 def _arm(trial: Mapping[str, Any]) -> str:

@@ -44,8 +44,9 @@ def ours(case: str, width: float, batch: int, image_size: int, seed: int = 0):
     )
     program = training.get_program(config)
     state = training.init_state(program, config, jax.random.PRNGKey(seed))
-    real = jax.device_put(np.random.default_rng(seed).integers(0, 256, (n_dis, batch, image_size, image_size, 3),
-                                                                 dtype=np.uint8))
+    # The program's real-batch slots (5, shared by n_dis 1 and 5); a group reads the first n_dis.
+    real = jax.device_put(np.random.default_rng(seed).integers(
+        0, 256, (program.batch_slots, batch, image_size, image_size, 3), dtype=np.uint8))
     key = jax.random.PRNGKey(1)
     start = time.perf_counter()
     compiled = program.train_step.lower(state, real, key).compile()

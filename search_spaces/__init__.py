@@ -24,6 +24,9 @@ from models.registry import Registry
 # Penalties whose strength lambda matters; for the others the lambda axis collapses
 # (no duplicate trials) and penalty_weight is stored as 0.0 ("no penalty term").
 WEIGHTED_PENALTIES = ("gp", "dragan", "l2")
+# grid/random: expanded here; bayesian: proposed round by round (study.bayes);
+# rerun: the best settings of a finished study with new seeds (search_spaces.rerun).
+SEARCH_KINDS = ("grid", "random", "bayesian", "rerun")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +74,12 @@ class Space:
     round_size: int = 0  # ... of this many settings
     base: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # fixed fields of every trial
     seed: int = 0  # random/bayesian sampling seed (trial seeds are the `seed` field)
+    top: int = 0  # rerun: best settings per arm of the source study ...
+    rerun_seeds: int = 0  # ... each re-trained with this many new seeds (see search_spaces.rerun)
 
     def __post_init__(self) -> None:
-        if self.search not in ("grid", "random", "bayesian"):
-            raise ValueError(f"search={self.search!r} is not allowed; choose grid, random or bayesian")
+        if self.search not in SEARCH_KINDS:
+            raise ValueError(f"search={self.search!r} is not allowed; choose one of {', '.join(SEARCH_KINDS)}")
 
 
 SPACES: Registry[Space] = Registry("search space")
@@ -170,6 +175,8 @@ def expand(space: Space, base: Mapping[str, Any] | None = None,
     """All trial dicts of a grid or random space, in a stable order, without duplicates."""
     if space.search == "bayesian":
         raise ValueError(f"space {space.name!r} is Bayesian: its trials are proposed round by round")
+    if space.search == "rerun":
+        raise ValueError(f"space {space.name!r} reruns a finished study: see search_spaces.rerun.rerun_trials")
     trials: list[dict[str, Any]] = []
     seen: set = set()
     for arm in select_arms(space, arm_filter, base):

@@ -119,3 +119,9 @@ SPACES.add("smoke", Space(
     grid_axes=((("learning_rate",), (2e-4, 1e-3)),),
     base={"train_steps": 20, "eval_every": 10, "eval_samples": 100},
 ))
+SPACES.add("rerun", Space(
+    name="rerun",
+    description="The best 5 settings per arm of a finished study (--from STUDY_DIR), each re-trained "
+                "with 3 new seeds (--top, --seeds): seed variance of reported numbers",
+    search="rerun", arms=(), top=5, rerun_seeds=3,
+))

@@ -4,6 +4,7 @@
     python -m study.run --space table1 --dry-run [--json]    # the trial table / one TrialConfig dict per line
     python -m study.run --space table1 --arms normalization=spectral,penalty=gp
     python -m study.run --resume studies/table1-...          # continue a killed study
+    python -m study.run --space rerun --from studies/table1-... --top 5 --seeds 3
 """
 from __future__ import annotations
 
@@ -31,21 +32,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--space", default="table1", help="search space name (default: table1)")
     parser.add_argument("--arms", default=None, help="filter arms, e.g. loss=ns,normalization=spectral|layer")
-    parser.add_argument("--dataset", default="digits", help="dataset(s), comma-separated (default: digits)")
-    parser.add_argument("--architecture", default="sndcgan",
+    parser.add_argument("--dataset", default=None, help="dataset(s), comma-separated (default: digits)")
+    parser.add_argument("--architecture", default=None,
                         help="architecture for arms that do not fix one (default: sndcgan)")
-    parser.add_argument("--scale", default="tiny", help="tiny | small | paper (default: tiny)")
+    parser.add_argument("--scale", default=None, help="tiny | small | paper (default: tiny)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="fix any TrialConfig field for every trial (repeatable), e.g. --set train_steps=600")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per setting: 0..N-1 (default: 1)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per setting: 0..N-1 (default: 1); with --space rerun, new seeds per "
+                             "chosen setting (default: 3)")
+    parser.add_argument("--from", dest="source", default=None, metavar="STUDY_DIR",
+                        help="with --space rerun: the finished study whose best settings are re-trained")
+    parser.add_argument("--top", type=int, default=None,
+                        help="with --space rerun: best settings per arm of the source study (default: 5)")
     parser.add_argument("--out", default=None, help="study directory (default: a new folder under studies/)")
     parser.add_argument("--dry-run", action="store_true", help="print the trial table and count, run nothing")
     parser.add_argument("--json", action="store_true", help="with --dry-run: one TrialConfig JSON per line")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
     parser.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional GPUs allowed")
     parser.add_argument("--max-concurrent", type=int, default=0, help="0: as many as resources allow")
-    parser.add_argument("--pack", type=int, default=1,
-                        help="configurations trained one after another per Ray trial, sharing one compiled program")
+    parser.add_argument("--pack", default="auto",
+                        help="configurations trained one after another per Ray trial, sharing one compiled "
+                             "program and process: N >= 1, or auto (default: enough packs to keep every "
+                             "concurrent slot busy, at least 4 per slot)")
     parser.add_argument("--retries", type=int, default=2, help="retries of a failed trial before it is recorded as failed")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
     parser.add_argument("--storage", default=None, help="Ray storage path or URI (shared on a cluster)")
@@ -67,27 +76,38 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
     return values
 
 
+DEFAULTS = {"dataset": "digits", "architecture": "sndcgan", "scale": "tiny"}
+
+
 def plan_trials(args: argparse.Namespace) -> tuple[search_spaces.Space, list[dict[str, Any]], list[dict[str, Any]]]:
-    """(space, arms, trial dicts) of a grid/random space, validated as TrialConfigs."""
+    """(space, arms, trial dicts) of a grid/random/rerun space, validated as TrialConfigs."""
     from study import config as config_module
 
     try:
         space = search_spaces.get(args.space)
     except ValueError as error:
         raise UsageError(str(error)) from None
+    if space.search == "rerun":
+        return _plan_rerun(args, space)
+    for name in ("source", "top"):
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name.replace('source', 'from')} applies only to --space rerun, not {space.name!r}")
+    for name, default in DEFAULTS.items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    seeds = 1 if args.seeds is None else args.seeds
     for name, values in (("scale", [args.scale]), ("dataset", args.dataset.split(",")),
                          ("architecture", [args.architecture])):
         allowed = config_module.choices(name)
         for value in values:
             if value not in allowed:
                 raise UsageError(f"--{name} {value!r} is unknown; choose one of: {', '.join(allowed)}")
-    if args.seeds < 1:
-        raise UsageError(f"--seeds={args.seeds} is not allowed; it must be >= 1")
+    if seeds < 1:
+        raise UsageError(f"--seeds={seeds} is not allowed; it must be >= 1")
     try:
         arm_filter = search_spaces.parse_arm_filter(args.arms)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    overrides = _parse_overrides(args.overrides)
     trials: list[dict[str, Any]] = []
     arms: list[dict[str, Any]] = []
     for dataset in args.dataset.split(","):
@@ -98,8 +118,12 @@ def plan_trials(args: argparse.Namespace) -> tuple[search_spaces.Space, list[dic
         except ValueError as error:
             raise UsageError(str(error)) from None
         for point in points:
-            for seed in range(args.seeds):
+            for seed in range(seeds):
                 trials.append({**point, "seed": seed})
+    return space, arms, _resolve(space, trials, _parse_overrides(args.overrides))
+
+
+def _resolve(space: search_spaces.Space, trials: list[dict[str, Any]], overrides: dict[str, str]) -> list[dict]:
     resolved = []
     for trial in trials:
         raw = {**trial, **overrides}
@@ -108,7 +132,30 @@ def plan_trials(args: argparse.Namespace) -> tuple[search_spaces.Space, list[dic
         except ValueError as error:
             raise UsageError(f"space {space.name!r}: {error}") from None
         resolved.append(config.to_dict())
-    return space, arms, resolved
+    return resolved
+
+
+def _plan_rerun(args: argparse.Namespace, space: search_spaces.Space):
+    """The rerun space: the best `--top` settings per arm of `--from`, with `--seeds` new seeds."""
+    from search_spaces import rerun
+
+    if args.source is None:
+        raise UsageError("--space rerun needs --from STUDY_DIR (a finished study)")
+    for name in DEFAULTS:
+        if getattr(args, name) is not None:
+            raise UsageError(f"--{name} does not apply to --space rerun (the source study fixes it); "
+                             f"use --set {name}=VALUE to change it")
+    top = space.top if args.top is None else args.top
+    seeds = space.rerun_seeds if args.seeds is None else args.seeds
+    try:
+        arm_filter = search_spaces.parse_arm_filter(args.arms)
+        results = rerun.load_results(args.source)
+        trials, settings = rerun.rerun_trials(results, TrialConfig.field_names(), top, seeds, arm_filter)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    args.rerun_of = {"source": str(pathlib.Path(args.source).absolute()), "top": top, "seeds": seeds,
+                     "settings": settings}
+    return space, rerun.arms_of(settings), _resolve(space, trials, _parse_overrides(args.overrides))
 
 
 def print_dry_run(space: search_spaces.Space, arms: list[dict], trials: list[dict], as_json: bool) -> None:
@@ -156,8 +203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from study.tune import Resources
 
         resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
-        if args.pack < 1:
-            raise UsageError(f"--pack={args.pack} is not allowed; it must be >= 1")
+        from study.tune import parse_pack
+
+        args.pack = parse_pack(args.pack)
         if args.retries < 0:
             raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
     except (UsageError, ConfigError, ValueError) as error:
@@ -182,9 +230,10 @@ def run_study(args, argv, space, arms, trials, resources) -> int:
             print(f"error: {study_dir} already holds a study; use --resume {study_dir} or another --out",
                   file=sys.stderr)
             return 2
+        extra = {"rerun_of": args.rerun_of} if getattr(args, "rerun_of", None) else None
         tune.new_manifest(study_dir, space=space.name, search=space.search, arms=arms,
                           trials_total=len(trials) if space.search != "bayesian" else len(arms) * space.rounds * space.round_size,
-                          seed=space.seed, argv=argv)
+                          seed=space.seed, argv=argv, extra=extra)
     print(f"[study {study_dir.name}] {space.name}: {len(trials) if trials else 'Bayesian'} trials -> {study_dir}",
           file=sys.stderr, flush=True)
     started = time.time()

@@ -107,6 +107,23 @@ class TrialRows:
         return min(values) if values else float("nan")
 
 
+def finished_row(trial_dir: pathlib.Path) -> dict[str, Any] | None:
+    """The final row of a trial that already completed or diverged in `trial_dir`, else None."""
+    path = pathlib.Path(trial_dir) / ROWS_FILE
+    if not path.exists():
+        return None
+    try:
+        frame = pd.read_parquet(path)
+    except Exception:  # a damaged file: the trial reruns and rewrites it
+        return None
+    if "final" not in frame or not len(frame):
+        return None
+    final = frame[frame["final"].fillna(False).astype(bool)]
+    if not len(final) or final.iloc[-1]["status"] not in ("completed", "diverged"):
+        return None
+    return final.iloc[-1].to_dict()
+
+
 def read_trial_rows(study_dir: pathlib.Path) -> Iterable[pd.DataFrame]:
     for path in sorted((pathlib.Path(study_dir) / TRIALS_DIR).glob(f"*/{ROWS_FILE}")):
         try:

@@ -8,9 +8,12 @@ Adam(lr, beta1, beta2, eps) for each net, constant lr, no weight EMA; G's batch 
 in training mode in both updates.
 
 One call of the train step is one whole group: D, G, then n_dis - 1 more D updates,
-all inside one jit-compiled pure function (a `lax.scan`, no host round trip).
-Hyperparameters (lr, betas, lambda) live in the state as arrays, so trials that differ
-only in them share one compiled program.
+all inside one jit-compiled pure function (a `lax.while_loop` over the extra D updates,
+no host round trip). Hyperparameters (lr, betas, lambda) and n_dis itself live in the
+state as arrays, so every trial of an arm -- the whole Table 1 grid of 24 settings,
+n_dis 1 and 5 included -- shares one compiled program. The program takes a fixed number
+of real-batch slots (`batch_slots`, 5 for n_dis <= 5); a group fills the first n_dis and
+the rest are padding that is never read.
 """
 from __future__ import annotations
 
@@ -28,13 +31,19 @@ from study.config import TrialConfig
 
 PyTree = Any
 
-# Fields that change the compiled program; everything else is a traced value.
+# Fields that change the compiled program; everything else is a traced value
+# (discriminator_steps included: it enters only through `batch_slots`).
 _PROGRAM_FIELDS = (
-    "dataset", "architecture", "loss", "normalization", "penalty", "discriminator_steps", "batch_size",
+    "dataset", "architecture", "loss", "normalization", "penalty", "batch_size",
     "z_dim", "image_size", "width_multiplier", "adam_epsilon", "weight_clip", "began_gamma",
     "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
     "resnet_tanh", "generator_bn_epsilon",
 )
+
+# Real-batch slots of a train-step call for every n_dis up to it: the paper's n_dis 1
+# and 5 then share one program. (A traced n_dis inside a lax.cond per D update was
+# measured 1.3-2x slower per D step on CPU: the conditional copies the whole state.)
+BATCH_SLOTS = 5
 
 EVAL_LATENT_SEED = 42  # the paper's code draws eval z with np.random.seed(42): same latents every checkpoint
 
@@ -50,6 +59,7 @@ class TrainState:
     discriminator_opt: optax.OptState
     loss_state: dict  # {} or BEGAN's {"k": ...}
     penalty_weight: jnp.ndarray  # lambda, float32 scalar (traced, not compiled in)
+    discriminator_steps: jnp.ndarray  # n_dis, int32 scalar (traced, not compiled in)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,12 +69,27 @@ class Program:
     gan: Any
     optimizer: optax.GradientTransformation
     init: Callable[[jax.Array], TrainState]
-    train_step: Callable  # (state, real_batches uint8 [n_dis, B, H, W, C], rng) -> (state, metrics)
+    train_step: Callable  # (state, real_batches uint8 [batch_slots, B, H, W, C], rng) -> (state, metrics)
     sample: Callable  # (generator_variables, batch_index, batch_size) -> images [b, H, W, C] in data range
+    batch_slots: int  # real-batch slots of a train_step call (>= n_dis)
+
+
+def batch_slots(config: TrialConfig) -> int:
+    """Real-batch slots of the program: BATCH_SLOTS, or n_dis when it is larger."""
+    return max(BATCH_SLOTS, config.discriminator_steps)
 
 
 def program_key(config: TrialConfig) -> tuple:
-    return tuple((name, getattr(config, name)) for name in _PROGRAM_FIELDS)
+    """Trials with equal keys share one compiled program (n_dis, lr, betas, lambda differ freely)."""
+    return (*((name, getattr(config, name)) for name in _PROGRAM_FIELDS), ("batch_slots", batch_slots(config)))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def pad_batches(real_batches: jnp.ndarray, slots: int) -> jnp.ndarray:
+    """[n_dis, B, H, W, C] -> [slots, B, H, W, C] with zero padding, on the device (the
+    host sends only the batches a group uses)."""
+    missing = slots - real_batches.shape[0]
+    return jnp.pad(real_batches, [(0, missing)] + [(0, 0)] * (real_batches.ndim - 1))
 
 
 def image_shape(config: TrialConfig) -> tuple[int, int, int]:
@@ -106,11 +131,14 @@ def _global_norm(tree: PyTree) -> jnp.ndarray:
     return optax.tree.norm(tree)
 
 
-def build_program(config: TrialConfig) -> Program:
-    """Builds (uncompiled) the pure functions of a trial; see `get_program` for the shared, jitted ones."""
+def build_program(config: TrialConfig, slots: int | None = None) -> Program:
+    """Builds (uncompiled) the pure functions of a trial; see `get_program` for the shared, jitted ones.
+
+    slots: real-batch slots per train_step call (default `batch_slots(config)`).
+    """
     gan = models.build(config, image_shape(config))
     optimizer = make_optimizer(config.adam_epsilon)
-    n_dis = config.discriminator_steps
+    slots = batch_slots(config) if slots is None else int(slots)
     batch = config.batch_size
     z_dim = gan.z_dim
     data_range = tuple(gan.data_range)
@@ -126,6 +154,7 @@ def build_program(config: TrialConfig) -> Program:
             discriminator_opt=optimizer.init(d_vars["params"]),
             loss_state=gan.loss.init_state(),
             penalty_weight=jnp.zeros((), jnp.float32),
+            discriminator_steps=jnp.ones((), jnp.int32),
         )
 
     def generate(g_vars: dict, z: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
@@ -195,23 +224,28 @@ def build_program(config: TrialConfig) -> Program:
         return state, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
 
     def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):
-        """One group: D (z_0), G (z_0), then n_dis - 1 D updates.
+        """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps).
 
-        real_batches: uint8 [n_dis, batch, H, W, C], one fresh batch per D update.
-        rng: the trial's training key; update k uses fold_in(rng, global D step k).
+        real_batches: uint8 [slots, batch, H, W, C]; the first n_dis are the group's fresh
+            batches, one per D update; the rest are padding and never read.
+        rng: the trial's training key; D update k (global index) uses fold_in(rng, k).
         Returns (state, metrics of the group: last D update's and the G update's).
         """
-        step0 = state.step
-        state, z, d_metrics = d_update(state, real_batches[0], jax.random.fold_in(rng, step0))
+        state, z, d_metrics = d_update(state, real_batches[0], jax.random.fold_in(rng, state.step))
         state, g_metrics = g_update(state, z)
-        if n_dis > 1:
+        if slots > 1:
 
-            def body(carry, real):
-                carry, _, metrics = d_update(carry, real, jax.random.fold_in(rng, carry.step))
-                return carry, metrics
+            def more(carry):
+                index, carry_state, _ = carry
+                return index < carry_state.discriminator_steps
 
-            state, scanned = jax.lax.scan(body, state, real_batches[1:])
-            d_metrics = jax.tree_util.tree_map(lambda x: x[-1], scanned)
+            def body(carry):
+                index, carry_state, _ = carry
+                real = jax.lax.dynamic_index_in_dim(real_batches, index, keepdims=False)
+                carry_state, _, metrics = d_update(carry_state, real, jax.random.fold_in(rng, carry_state.step))
+                return index + 1, carry_state, metrics
+
+            _, state, d_metrics = jax.lax.while_loop(more, body, (jnp.ones((), jnp.int32), state, d_metrics))
         metrics = {**d_metrics, **g_metrics}
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in metrics.values()]))
         metrics["finite"] = finite
@@ -223,13 +257,16 @@ def build_program(config: TrialConfig) -> Program:
         z = jax.random.uniform(key, (batch_size, z_dim), jnp.float32, -1.0, 1.0)
         return gan.generator.apply(g_vars, z, train=False)
 
-    return Program(gan=gan, optimizer=optimizer, init=init, train_step=train_step, sample=sample)
+    return Program(gan=gan, optimizer=optimizer, init=init, train_step=train_step, sample=sample,
+                   batch_slots=slots)
 
 
 @functools.lru_cache(maxsize=16)
 def _cached_program(key: tuple) -> Program:
-    config = TrialConfig.from_dict(dict(key))
-    program = build_program(config)
+    fields = dict(key)
+    slots = fields.pop("batch_slots")
+    config = TrialConfig.from_dict(fields)
+    program = build_program(config, slots)
     return dataclasses.replace(
         program,
         # Jitted init compiles once (22 s on this CPU, then the persistent cache); eager
@@ -255,6 +292,7 @@ def with_hyperparameters(state: TrainState, config: TrialConfig) -> TrainState:
             state.discriminator_opt, config.effective_discriminator_learning_rate, config.beta1, config.beta2
         ),
         penalty_weight=jnp.asarray(config.penalty_weight, jnp.float32),
+        discriminator_steps=jnp.asarray(config.discriminator_steps, jnp.int32),
     )
 
 

@@ -136,6 +136,8 @@ def run_trial(
         batches = Prefetcher(stream, n_dis, depth=2)
         while step < config.train_steps:
             real = batches.next()
+            if n_dis < program.batch_slots:
+                real = training.pad_batches(real, program.batch_slots)
             state, metrics = program.train_step(state, real, train_key)
             step += n_dis
             if compile_seconds is None:

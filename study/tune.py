@@ -40,20 +40,75 @@ class Resources:
             raise ValueError(f"--max-concurrent={self.max_concurrent} is not allowed; it must be >= 0")
 
 
+AUTO_PACK = "auto"
+PACKS_PER_SLOT = 4  # auto packing keeps at least this many packs per concurrent slot
+
+
+def auto_pack_size(total_trials: int, slots: int) -> int:
+    """Configurations per Ray trial under `--pack auto`.
+
+    Packing saves, per configuration, Ray's ~1 s of scheduling and, per pack, a compile
+    (or a persistent-cache load) of the program; it costs load balance. Auto keeps at
+    least PACKS_PER_SLOT packs per concurrent slot: 144 tiny trials on 2 CPUs -> packs of
+    18 (one per compiled program: 16 packs); on a 64-GPU cluster -> 1 (no packing).
+    """
+    return max(1, -(-int(total_trials) // (PACKS_PER_SLOT * max(1, int(slots)))))
+
+
+def parse_pack(value: Any) -> int | str:
+    """`--pack` value: a positive int or "auto"; anything else is a one-line ValueError."""
+    if isinstance(value, str) and value.strip().lower() == AUTO_PACK:
+        return AUTO_PACK
+    try:
+        pack = int(value)
+    except (TypeError, ValueError):
+        pack = 0
+    if pack < 1:
+        raise ValueError(f"--pack={value} is not allowed; it must be >= 1 or 'auto'")
+    return pack
+
+
+def concurrent_slots(resources: Resources) -> int:
+    """How many trials the connected Ray cluster runs at once with these resources."""
+    import ray
+
+    available = ray.cluster_resources()
+    if resources.gpus_per_trial > 0:
+        slots = int(available.get("GPU", 0) // resources.gpus_per_trial)
+    else:
+        slots = int(available.get("CPU", 1) // resources.cpus_per_trial)
+    if resources.max_concurrent:
+        slots = min(slots, resources.max_concurrent)
+    return max(1, slots)
+
+
 def pack_trials(trials: Sequence[Mapping[str, Any]], pack: int) -> list[list[dict[str, Any]]]:
-    """Groups trials that share a compiled program (same program key) into packs of at most `pack`."""
+    """Groups trials that share a compiled program (same program key) into packs of at most `pack`.
+
+    A program's trials are split into as few packs as `pack` allows, of balanced sizes
+    (24 with pack 18 -> 12 + 12, not 18 + 6). Order: larger packs first, so the longest
+    work starts earliest; among equal sizes, every program's first pack before any
+    program's second, so concurrent slots compile different programs and a program's
+    later packs find it in the persistent compilation cache.
+    """
     from study.config import TrialConfig
     from study.train import program_key
 
-    if pack < 1:
-        raise ValueError(f"--pack={pack} is not allowed; it must be >= 1")
+    if not isinstance(pack, int) or pack < 1:
+        raise ValueError(f"--pack={pack} is not allowed; it must be >= 1 or 'auto'")
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for trial in trials:
         groups.setdefault(program_key(TrialConfig.from_dict(trial)), []).append(dict(trial))
-    packs = []
-    for members in groups.values():
-        packs.extend(members[i: i + pack] for i in range(0, len(members), pack))
-    return packs
+    keyed = []
+    for group_index, members in enumerate(groups.values()):
+        count = -(-len(members) // pack)
+        size, extra = divmod(len(members), count)
+        start = 0
+        for copy in range(count):
+            end = start + size + (1 if copy < extra else 0)
+            keyed.append(((-(end - start), copy, group_index), members[start:end]))
+            start = end
+    return [members for _, members in sorted(keyed, key=lambda item: item[0])]
 
 
 # ---------------------------------------------------------------------------- trainable
@@ -93,7 +148,14 @@ def trainable(params: dict[str, Any]) -> None:
             metrics["pack_done"] = _last and row.get("final", False)
             tune.report(metrics)
 
-        run_trial(config, study_dir / store.TRIALS_DIR / config.trial_id, identity=trial_identity, on_eval=report)
+        trial_dir = study_dir / store.TRIALS_DIR / config.trial_id
+        finished = store.finished_row(trial_dir)
+        if finished is not None:
+            # A retried or resumed pack: configurations it already finished are reported,
+            # not retrained.
+            report({**finished, "best_score": finished.get("score")})
+            continue
+        run_trial(config, trial_dir, identity=trial_identity, on_eval=report)
 
 
 def _arm(trial: Mapping[str, Any]) -> str:
@@ -121,6 +183,9 @@ class Progress:
         self.failed = 0
         self.diverged = 0
         self.running: set[str] = set()
+        # Configurations of a pack finished so far, per Ray trial: a pack of 18 counts
+        # its configurations one by one, not all at its end.
+        self.finished_in: dict[str, set[int]] = {}
 
     def result(self, trial_id: str, result: Mapping[str, Any]) -> None:
         self.running.add(trial_id)
@@ -128,18 +193,26 @@ class Progress:
         if isinstance(score, (int, float)) and score == score:
             if self.best is None or score < self.best:
                 self.best = float(score)
-        if result.get("diverged"):
-            self.diverged += 1
+        index = int(result.get("pack_index", 0) or 0)
+        finished = self.finished_in.setdefault(trial_id, set())
+        steps, length = result.get("step"), result.get("train_steps")
+        ended = bool(result.get("diverged")) or (
+            isinstance(steps, (int, float)) and isinstance(length, (int, float)) and steps >= length)
+        if ended and index not in finished:
+            finished.add(index)
+            self.done += 1
+            if result.get("diverged"):
+                self.diverged += 1
         self.print()
 
     def finished(self, trial_id: str, configs: int) -> None:
         self.running.discard(trial_id)
-        self.done += configs
+        self.done += max(0, configs - len(self.finished_in.pop(trial_id, ())))
         self.print()
 
     def errored(self, trial_id: str, configs: int) -> None:
         self.running.discard(trial_id)
-        self.failed += configs
+        self.failed += max(0, configs - len(self.finished_in.pop(trial_id, ())))
         self.print()
 
     def print(self) -> None:
@@ -270,7 +343,7 @@ def run_grid(
     *,
     identity: Mapping[str, Any],
     resources: Resources = Resources(),
-    pack: int = 1,
+    pack: int | str = 1,
     retries: int = 2,
     address: str | None = None,
     storage: str | None = None,
@@ -282,8 +355,13 @@ def run_grid(
     from ray import tune
 
     study_dir = pathlib.Path(study_dir).absolute()
-    packs = pack_trials(trials, pack)
     init_ray(address)
+    if pack == AUTO_PACK:
+        slots = concurrent_slots(resources)
+        pack = auto_pack_size(len(trials), slots)
+        print(f"[study {study_dir.name}] --pack auto: {pack} configuration(s) per Ray trial "
+              f"({len(trials)} trials, {slots} concurrent slots)", file=sys.stderr, flush=True)
+    packs = pack_trials(trials, pack)
     progress = Progress(len(trials), study_dir)
     storage_path = storage or str(study_dir)
     experiment_path = (storage_path.rstrip("/") + "/" + RAY_DIR_NAME) if storage else str(study_dir / RAY_DIR_NAME)

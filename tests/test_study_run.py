@@ -40,7 +40,8 @@ def test_dry_run_table_states_the_count(capsys):
         (["--set", "lr=1"], "error: --set field 'lr' is unknown; allowed fields:"),
         (["--set", "beta2=2"], "error: space 'table1': beta2=2.0 is out of range; allowed: [0, 1]"),
         (["--cpus-per-trial", "0"], "error: --cpus-per-trial=0.0 is not allowed; it must be > 0"),
-        (["--pack", "0"], "error: --pack=0 is not allowed; it must be >= 1"),
+        (["--pack", "0"], "error: --pack=0 is not allowed; it must be >= 1 or 'auto'"),
+        (["--pack", "many"], "error: --pack=many is not allowed; it must be >= 1 or 'auto'"),
     ],
 )
 def test_bad_arguments_are_one_line_errors(args, fragment, capsys):
@@ -71,3 +72,19 @@ def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
     html = index.read_text()
     for target in re.findall(r'(?:src|href)="([^"#:]+)"', html):
         assert (index.parent / target).exists(), target
+
+    # A rerun of the finished smoke study: its best setting, two new seeds, through Ray.
+    rerun_dir = tmp_path / "rerun"
+    done = _run_cli("--space", "rerun", "--from", str(study_dir), "--top", "1", "--seeds", "2",
+                    "--out", str(rerun_dir), "--no-report")
+    assert done.returncode == 0, done.stderr[-3000:]
+    source_final = results.groupby("trial_id").agg(score=("score", "min"), lr=("learning_rate", "first"))
+    best_lr = source_final.sort_values("score")["lr"].iloc[0]
+    rerun_rows = pd.read_parquet(rerun_dir / "results.parquet")
+    final = rerun_rows[rerun_rows["final"]]
+    assert sorted(final["seed"]) == [1, 2] and set(final["learning_rate"]) == {best_lr}
+    assert set(final["status"]) <= {"completed", "diverged"}
+    assert set(final["batch_size"]) == {16}  # the source's fields, --set included, carried over
+    manifest = json.loads((rerun_dir / "manifest.json").read_text())
+    assert manifest["space"] == "rerun" and manifest["rerun_of"]["top"] == 1
+    assert manifest["rerun_of"]["settings"][0]["source_trials"] == [source_final["score"].idxmin()]

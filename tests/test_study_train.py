@@ -1,0 +1,80 @@
+"""The train step: the paper's update order with n_dis as a traced value, one program per arm."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from study import train as training
+from study.config import TrialConfig
+
+BASE = {"scale": "tiny", "penalty": "none", "penalty_weight": 0.0, "batch_size": 8, "train_steps": 20,
+        "eval_every": 10}
+
+
+def _adam_count(opt_state) -> int:
+    counts = [int(s.count) for s in jax.tree_util.tree_leaves(
+        opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByAdamState)) if isinstance(s, optax.ScaleByAdamState)]
+    assert len(counts) == 1
+    return counts[0]
+
+
+def _batches(program, config, seed):
+    shape = (program.batch_slots, config.batch_size, config.image_size, config.image_size, 1)
+    return jnp.asarray(np.random.default_rng(seed).integers(0, 256, shape, dtype=np.uint8))
+
+
+def test_n_dis_1_and_5_share_one_program_and_update_in_the_papers_order():
+    one = TrialConfig.from_dict({**BASE, "discriminator_steps": 1})
+    five = TrialConfig.from_dict({**BASE, "discriminator_steps": 5, "learning_rate": 1e-3})
+    assert training.program_key(one) == training.program_key(five)
+    program = training.get_program(one)
+    assert training.get_program(five) is program and program.batch_slots == 5
+    key = jax.random.PRNGKey(3)
+    counts = {}
+    for config in (one, five):
+        state = training.init_state(program, config, jax.random.PRNGKey(0))
+        real = _batches(program, config, 1)
+        state, metrics = program.train_step(state, real, key)
+        # one call = one group: n_dis D updates (Adam steps of D), exactly one G update
+        counts[config.discriminator_steps] = (int(state.step), _adam_count(state.discriminator_opt),
+                                              _adam_count(state.generator_opt))
+        assert bool(metrics["finite"])
+    assert counts == {1: (1, 1, 1), 5: (5, 5, 1)}
+    assert program.train_step._cache_size() == 1  # n_dis traced: no second compilation
+
+
+def test_padding_slots_are_never_read_and_the_step_is_deterministic():
+    config = TrialConfig.from_dict({**BASE, "discriminator_steps": 1})
+    program = training.get_program(config)
+    key = jax.random.PRNGKey(3)
+    real = _batches(program, config, 1)
+    garbage = real.at[1:].set(255)  # slots 1..4 hold padding for n_dis = 1
+    results = []
+    for batches in (real, garbage, real):
+        state = training.init_state(program, config, jax.random.PRNGKey(0))
+        state, metrics = program.train_step(state, batches, key)
+        results.append(jax.tree_util.tree_leaves((state, metrics)))
+    for a, b in zip(results[0], results[1]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for a, b in zip(results[0], results[2]):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_second_batch_matters_only_when_n_dis_reads_it():
+    config = TrialConfig.from_dict({**BASE, "discriminator_steps": 5})
+    program = training.get_program(config)
+    key = jax.random.PRNGKey(3)
+    real = _batches(program, config, 1)
+    changed = real.at[1].set(0)  # the second D update's batch
+    outs = []
+    for batches in (real, changed):
+        state = training.init_state(program, config, jax.random.PRNGKey(0))
+        state, _ = program.train_step(state, batches, key)
+        outs.append(np.asarray(jax.tree_util.tree_leaves(state.discriminator["params"])[0]))
+    assert not np.array_equal(outs[0], outs[1])
+
+
+def test_pad_batches_fills_the_slots_with_zeros():
+    real = jnp.ones((2, 3, 4, 4, 1), jnp.uint8)
+    padded = training.pad_batches(real, 5)
+    assert padded.shape == (5, 3, 4, 4, 1) and int(padded[:2].sum()) == 2 * 48 and int(padded[2:].sum()) == 0

@@ -30,6 +30,22 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> f
     return statistics.median(times)
 
 
+def alternating_medians(ours: Callable[[], object], reference: Callable[[], object],
+                        repeats: int) -> tuple[float, float]:
+    """Median wall seconds of `ours()` and `reference()` (each must block until done),
+    one warm-up each, then timed alternately (ours, reference, ours, ...) so that a
+    change of machine load lands on both sides alike."""
+    ours()
+    reference()
+    times_ours, times_reference = [], []
+    for _ in range(repeats):
+        for fn, times in ((ours, times_ours), (reference, times_reference)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return statistics.median(times_ours), statistics.median(times_reference)
+
+
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="toy size: seconds, for the tests")

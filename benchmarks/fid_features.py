@@ -12,12 +12,11 @@ formula (scipy.linalg.sqrtm of S_a S_b). ratio = our feature time / reference fe
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np
 
-from benchmarks.common import median_seconds, parser, pin_threads, result_line
+from benchmarks.common import alternating_medians, median_seconds, parser, pin_threads, result_line
 
 
 def scipy_frechet(mu_a, sigma_a, mu_b, sigma_b) -> float:
@@ -62,17 +61,7 @@ def feature_times(batch: int, image_size: int, repeats: int) -> dict:
         with torch.no_grad():
             reference(images_torch)
 
-    run_ours()
-    run_torch()
-    times_ours, times_torch = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run_ours()
-        times_ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        run_torch()
-        times_torch.append(time.perf_counter() - start)
-    ours_s, torch_s = statistics.median(times_ours), statistics.median(times_torch)
+    ours_s, torch_s = alternating_medians(run_ours, run_torch, repeats)
     return {"ours_img_s": batch / ours_s, "torch_img_s": batch / torch_s, "ours_ms": 1000 * ours_s,
             "torch_ms": 1000 * torch_s, "compile_s": compile_s}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from benchmarks.common import parser, pin_threads, result_line
+from benchmarks.common import alternating_medians, parser, pin_threads, result_line
 
 CASES = {
     # name: (architecture, normalization, penalty, n_dis)
@@ -75,18 +75,8 @@ def reference(case: str, width: float, batch: int, image_size: int, seed: int = 
 def measure(case: str, width: float, batch: int, image_size: int, repeats: int) -> dict:
     step_ours, compile_s = ours(case, width, batch, image_size)
     step_torch = reference(case, width, batch, image_size)
-    step_ours()  # warm-up (first run allocates)
-    step_torch()
-    times_ours, times_torch = [], []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step_ours()
-        times_ours.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        step_torch()
-        times_torch.append(time.perf_counter() - start)
-    ours_ms = 1000 * statistics.median(times_ours)
-    torch_ms = 1000 * statistics.median(times_torch)
+    ours_s, torch_s = alternating_medians(step_ours, step_torch, repeats)
+    ours_ms, torch_ms = 1000 * ours_s, 1000 * torch_s
     return {"ours_ms": ours_ms, "torch_ms": torch_ms, "compile_s": compile_s, "ratio": ours_ms / torch_ms}
 
 

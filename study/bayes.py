@@ -449,19 +449,13 @@ def trial_outcome(study_dir: pathlib.Path, trial_id: str) -> tuple[str, float] |
 
     from study import store
 
-    path = pathlib.Path(study_dir) / store.TRIALS_DIR / trial_id / store.ROWS_FILE
-    if not path.exists():
+    ended = store.read_final(pathlib.Path(study_dir) / store.TRIALS_DIR / trial_id)
+    if ended is None or ended[1]["status"] not in ("completed", "diverged", "failed"):
         return None
-    try:
-        rows = pd.read_parquet(path)
-    except Exception:  # a torn or foreign file: the trial runs again
-        return None
-    final = rows[rows["final"].astype(bool)] if "final" in rows else rows.iloc[0:0]
-    if final.empty or final["status"].iloc[-1] not in ("completed", "diverged", "failed"):
-        return None
+    rows, final = ended
     scores = pd.to_numeric(rows.get("score", pd.Series(dtype=float)), errors="coerce")
     scores = scores[scores.map(math.isfinite)] if len(scores) else scores
-    return str(final["status"].iloc[-1]), float(scores.min()) if len(scores) else float("nan")
+    return str(final["status"]), float(scores.min()) if len(scores) else float("nan")
 
 
 def _parse_overrides(pairs: Sequence[str], searched: set[str]) -> dict[str, str]:

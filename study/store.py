@@ -107,21 +107,30 @@ class TrialRows:
         return min(values) if values else float("nan")
 
 
-def finished_row(trial_dir: pathlib.Path) -> dict[str, Any] | None:
-    """The final row of a trial that already completed or diverged in `trial_dir`, else None."""
+def read_final(trial_dir: pathlib.Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+    """(all rows, the final row) of the trial in `trial_dir`, or None when it has no
+    readable rows file or no row marked final yet (it has not ended)."""
     path = pathlib.Path(trial_dir) / ROWS_FILE
     if not path.exists():
         return None
     try:
         frame = pd.read_parquet(path)
-    except Exception:  # a damaged file: the trial reruns and rewrites it
+    except Exception:  # a torn or foreign file: the trial runs again and rewrites it
         return None
     if "final" not in frame or not len(frame):
         return None
     final = frame[frame["final"].fillna(False).astype(bool)]
-    if not len(final) or final.iloc[-1]["status"] not in ("completed", "diverged"):
+    if not len(final):
         return None
-    return final.iloc[-1].to_dict()
+    return frame, final.iloc[-1].to_dict()
+
+
+def finished_row(trial_dir: pathlib.Path) -> dict[str, Any] | None:
+    """The final row of a trial that already completed or diverged in `trial_dir`, else None."""
+    ended = read_final(trial_dir)
+    if ended is None or ended[1]["status"] not in ("completed", "diverged"):
+        return None
+    return ended[1]
 
 
 def read_trial_rows(study_dir: pathlib.Path) -> Iterable[pd.DataFrame]:

@@ -49,8 +49,9 @@ def auto_pack_size(total_trials: int, slots: int) -> int:
 
     Packing saves, per configuration, Ray's ~1 s of scheduling and, per pack, a compile
     (or a persistent-cache load) of the program; it costs load balance. Auto keeps at
-    least PACKS_PER_SLOT packs per concurrent slot: 144 tiny trials on 2 CPUs -> packs of
-    18 (one per compiled program: 16 packs); on a 64-GPU cluster -> 1 (no packing).
+    least PACKS_PER_SLOT packs per concurrent slot: 144 tiny trials on 2 CPUs -> at most
+    18 per pack (pack_trials then balances each program's 24 or 12 trials into packs of
+    12); on a 64-GPU cluster -> 1 (no packing).
     """
     return max(1, -(-int(total_trials) // (PACKS_PER_SLOT * max(1, int(slots)))))
 
@@ -359,9 +360,10 @@ def run_grid(
     if pack == AUTO_PACK:
         slots = concurrent_slots(resources)
         pack = auto_pack_size(len(trials), slots)
-        print(f"[study {study_dir.name}] --pack auto: {pack} configuration(s) per Ray trial "
-              f"({len(trials)} trials, {slots} concurrent slots)", file=sys.stderr, flush=True)
     packs = pack_trials(trials, pack)
+    print(f"[study {study_dir.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
+          f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {pack})",
+          file=sys.stderr, flush=True)
     progress = Progress(len(trials), study_dir)
     storage_path = storage or str(study_dir)
     experiment_path = (storage_path.rstrip("/") + "/" + RAY_DIR_NAME) if storage else str(study_dir / RAY_DIR_NAME)

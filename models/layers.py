@@ -5,13 +5,16 @@ weights N(0, 0.02), conv weights truncated N(0, 0.02) (the SNDCGAN D uses plain 
 zero biases. Every D layer takes `spectral=True` to divide its kernel by the power-iteration
 estimate of its largest singular value (`models.normalization.spectral_normalize`).
 
-Upsampling layers are computed as sub-pixel convolutions: XLA:CPU's lhs-dilated
-(transposed) convolution has a 10-56x slower backward pass (spec/stack.md), while the
-equivalent stride-1 convolution at the low resolution followed by depth-to-space is fast.
-Both keep the paper's parameterisation; the kernel taps are rearranged inside.
+The layers keep the paper's parameterisation but compute it the way XLA:CPU runs fast
+(benchmarks/train_step.py measures the step against PyTorch): upsampling layers as four
+phase convolutions at the low resolution with a hand-written adjoint (`upsample_conv`; the
+lhs-dilated transposed convolution's backward is 10-56x slower, spec/stack.md), and every
+convolution's kernel gradient as one matrix product per tap (`conv2d`). Values equal the
+textbook ops (tests/test_models_layers.py, incl. gradients and double backward).
 """
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import flax.linen as nn
@@ -66,55 +69,135 @@ class Conv(nn.Module):
         bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         if self.spectral:
             kernel = spectral_normalize(self, kernel, train)
-        y = lax.conv_general_dilated(
-            x, kernel, (self.stride, self.stride), "SAME", dimension_numbers=_DIMENSIONS
-        )
-        return y + bias
+        padding = tuple(same_padding(size, k, self.stride) for size in x.shape[1:3])
+        return conv2d(x, kernel, self.stride, padding) + bias
 
 
-def depth_to_space(y: jnp.ndarray, channels: int) -> jnp.ndarray:
-    """[batch, h, w, (2, 2, channels)] -> [batch, 2h, 2w, channels]; channel block
-    (row phase, column phase) lands at (2i + row phase, 2j + column phase)."""
-    batch, height, width, _ = y.shape
-    y = y.reshape(batch, height, width, 2, 2, channels)
-    y = y.transpose(0, 1, 3, 2, 4, 5)
-    return y.reshape(batch, 2 * height, 2 * width, channels)
+def same_padding(size: int, kernel_size: int, stride: int) -> tuple[int, int]:
+    """TF "SAME" padding (before, after) of one spatial dimension: output ceil(size / stride)."""
+    total = max((-(-size // stride) - 1) * stride + kernel_size - size, 0)
+    return total // 2, total - total // 2
 
 
-def _phase_kernel(kernel: jnp.ndarray, taps: tuple[tuple[int, ...], tuple[int, ...]]) -> jnp.ndarray:
-    """Rearranges a [k, k, c_in, c_out] kernel into a [t, t, c_in, 4 c_out] sub-pixel kernel.
+def kernel_gradient(x: jnp.ndarray, cotangent: jnp.ndarray, kernel_size: int, stride: int,
+                    padding: tuple[tuple[int, int], tuple[int, int]]) -> jnp.ndarray:
+    """d<cotangent, conv(x, kernel)>/d kernel as one matrix product per kernel tap.
 
-    taps[phase][offset] is the kernel row (and column) feeding output phase `phase` from
-    input offset `offset`; index k means "no tap" (a zero row).
+    x [batch, h, w, c_in], cotangent [batch, h_out, w_out, c_out] -> [k, k, c_in, c_out]:
+    grad[i, j] = sum over (batch, p, q) of x_padded[:, stride p + i, stride q + j]^T cotangent[:, p, q].
+    XLA:CPU's own kernel-gradient convolution runs these shapes at 13-30 GFLOP/s, the tap
+    matmuls at ~60 (benchmarks/train_step.py; e.g. 194 -> 102 ms for 3x3 128->128 at 16x16).
     """
-    k, _, c_in, c_out = kernel.shape
-    padded = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))  # index k is the zero tap
-    index = jnp.asarray(taps)  # [2 phases, t offsets]
-    rows = padded[index]  # [2 (row phase), t, k + 1, c_in, c_out]
-    both = rows[:, :, index]  # [2 (row phase), t (row offset), 2 (col phase), t (col offset), c_in, c_out]
-    both = both.transpose(1, 3, 4, 0, 2, 5)  # [t, t, c_in, row phase, col phase, c_out]
-    t = index.shape[1]
-    return both.reshape(t, t, c_in, 4 * c_out)
+    batch, h_out, w_out, c_out = cotangent.shape
+    padded = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
+    flat_cotangent = cotangent.reshape(-1, c_out)
+    taps = []
+    for i in range(kernel_size):
+        for j in range(kernel_size):
+            window = lax.slice(
+                padded, (0, i, j, 0),
+                (batch, i + stride * (h_out - 1) + 1, j + stride * (w_out - 1) + 1, x.shape[-1]),
+                (1, stride, stride, 1),
+            )
+            taps.append(window.reshape(-1, x.shape[-1]).T @ flat_cotangent)
+    return jnp.stack(taps).reshape(kernel_size, kernel_size, x.shape[-1], c_out)
 
 
-# Transposed conv, kernel 4, stride 2, SAME (lax.conv_transpose, pads (2, 2) on the
-# zero-dilated input): out[2m] = x[m-1] k[0] + x[m] k[2]; out[2m+1] = x[m] k[1] + x[m+1] k[3].
-_DECONV4_TAPS = ((0, 2, 4), (4, 1, 3))  # input offsets -1, 0, +1
+def _conv(x, kernel, stride, padding):
+    return lax.conv_general_dilated(x, kernel, (stride, stride), padding, dimension_numbers=_DIMENSIONS)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int,
+           padding: tuple[tuple[int, int], tuple[int, int]]) -> jnp.ndarray:
+    """Cross-correlation, x [batch, h, w, c_in], kernel [k, k, c_in, c_out] -> [batch, h_out, w_out, c_out].
+
+    Exactly `lax.conv_general_dilated`; only the kernel gradient is computed differently
+    (`kernel_gradient`). Differentiable twice (the gradient penalties' double backward).
+    """
+    return _conv(x, kernel, stride, padding)
+
+
+def _conv2d_forward(x, kernel, stride, padding):
+    return _conv(x, kernel, stride, padding), (x, kernel)
+
+
+def _conv2d_backward(stride, padding, residuals, cotangent):
+    x, kernel = residuals
+    _, input_vjp = jax.vjp(lambda inputs: _conv(inputs, kernel, stride, padding), x)
+    return input_vjp(cotangent)[0], kernel_gradient(x, cotangent, kernel.shape[0], stride, padding)
+
+
+conv2d.defvjp(_conv2d_forward, _conv2d_backward)
+
+
+# Stride-2 upsampling convolutions as four phase convolutions at the low resolution. Output row
+# 2m + phase reads input rows m + offset for the phase's (kernel tap, offset) pairs; the same
+# holds for columns. Each phase is a small stride-1 convolution with only its real taps (the
+# 3x3 sub-pixel form computes 2.25x the multiplies), and nothing runs at the zero-dilated size.
+# Per phase: (kernel taps, (padding before, padding after)) of the low-resolution input.
+# Transposed conv 4x4 stride 2 SAME (pads (2, 2) on the zero-dilated input):
+# out[2m] = x[m-1] k[0] + x[m] k[2]; out[2m+1] = x[m] k[1] + x[m+1] k[3].
+_DECONV4_PHASES = (((0, 2), (1, 0)), ((1, 3), (0, 1)))
 # Zero-insertion unpool then 3x3 SAME conv: out[2m] = x[m] k[1]; out[2m+1] = x[m] k[0] + x[m+1] k[2].
-_UNPOOL_CONV3_TAPS = ((1, 3), (0, 2))  # input offsets 0, +1
+_UNPOOL_CONV3_PHASES = (((1,), (0, 0)), ((0, 2), (0, 1)))
+
+
+def _flip_transpose(kernel: jnp.ndarray) -> jnp.ndarray:
+    """[k, k, a, b] -> [k, k, b, a], spatially reversed: the kernel of the adjoint convolution."""
+    return kernel[::-1, ::-1].transpose(0, 1, 3, 2)
+
+
+def _upsample_forward_value(x, kernel, phases):
+    batch, height, width, _ = x.shape
+    c_out = kernel.shape[-1]
+    rows = []
+    for row_taps, row_pad in phases:
+        columns = []
+        for column_taps, column_pad in phases:
+            phase_kernel = kernel[jnp.asarray(row_taps)][:, jnp.asarray(column_taps)]
+            columns.append(_conv(x, phase_kernel, 1, (row_pad, column_pad)))
+        rows.append(jnp.stack(columns, axis=3))  # [batch, h, w, column phase, c_out]
+    y = jnp.stack(rows, axis=2)  # [batch, h, row phase, w, column phase, c_out]
+    return y.reshape(batch, 2 * height, 2 * width, c_out)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def upsample_conv(x: jnp.ndarray, kernel: jnp.ndarray, phases: tuple) -> jnp.ndarray:
+    """A stride-2 upsampling convolution (transposed conv, or unpool + conv) given by its phases.
+
+    x [batch, h, w, c_in], kernel [k, k, c_in, c_out] -> [batch, 2h, 2w, c_out].
+    Its adjoint in x is a stride-2 convolution (padding 1) with the flipped, transposed
+    kernel, so the backward pass is two fast ordinary convolutions' worth of work (XLA:CPU's
+    lhs-dilated convolution, the textbook form, has a 10-56x slower backward: spec/stack.md).
+    """
+    return _upsample_forward_value(x, kernel, phases)
+
+
+def _upsample_forward(x, kernel, phases):
+    return _upsample_forward_value(x, kernel, phases), (x, kernel)
+
+
+_ADJOINT_PADDING = ((1, 1), (1, 1))
+
+
+def _upsample_backward(phases, residuals, cotangent):
+    x, kernel = residuals
+    adjoint = _flip_transpose(kernel)
+    input_grad = _conv(cotangent, adjoint, 2, _ADJOINT_PADDING)
+    # <cotangent, up(x, W)> = <conv(cotangent, adjoint(W)), x>: W's gradient is the adjoint
+    # convolution's kernel gradient with x as its cotangent, flipped back.
+    adjoint_grad = kernel_gradient(cotangent, x, kernel.shape[0], 2, _ADJOINT_PADDING)
+    return input_grad, _flip_transpose(adjoint_grad)
+
+
+upsample_conv.defvjp(_upsample_forward, _upsample_backward)
 
 
 def deconv4x4_stride2(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
     """Exactly `lax.conv_transpose(x, kernel, (2, 2), "SAME")` (NHWC, HWIO, TF deconv2d
-    output size 2x), as a 3x3 stride-1 conv to 4 c_out channels + depth-to-space.
-
-    x [batch, h, w, c_in], kernel [4, 4, c_in, c_out] -> [batch, 2h, 2w, c_out].
-    """
-    c_out = kernel.shape[-1]
-    y = lax.conv_general_dilated(
-        x, _phase_kernel(kernel, _DECONV4_TAPS), (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DIMENSIONS
-    )
-    return depth_to_space(y, c_out)
+    output size 2x). x [batch, h, w, c_in], kernel [4, 4, c_in, c_out] -> [batch, 2h, 2w, c_out]."""
+    return upsample_conv(x, kernel, _DECONV4_PHASES)
 
 
 def unpool(x: jnp.ndarray) -> jnp.ndarray:
@@ -129,16 +212,9 @@ def unpool(x: jnp.ndarray) -> jnp.ndarray:
 
 
 def unpool_conv3x3(x: jnp.ndarray, kernel: jnp.ndarray) -> jnp.ndarray:
-    """Exactly conv3x3_SAME(unpool(x), kernel) as a 2x2 stride-1 conv (padding 0 before,
-    1 after) to 4 c_out channels + depth-to-space: 2.25x fewer multiplies, no zeros.
-
-    x [batch, h, w, c_in], kernel [3, 3, c_in, c_out] -> [batch, 2h, 2w, c_out].
-    """
-    c_out = kernel.shape[-1]
-    y = lax.conv_general_dilated(
-        x, _phase_kernel(kernel, _UNPOOL_CONV3_TAPS), (1, 1), ((0, 1), (0, 1)), dimension_numbers=_DIMENSIONS
-    )
-    return depth_to_space(y, c_out)
+    """Exactly conv3x3_SAME(unpool(x), kernel): 4x fewer multiplies than on the zeros.
+    x [batch, h, w, c_in], kernel [3, 3, c_in, c_out] -> [batch, 2h, 2w, c_out]."""
+    return upsample_conv(x, kernel, _UNPOOL_CONV3_PHASES)
 
 
 class Deconv4x4(nn.Module):

@@ -1,4 +1,5 @@
-"""Layers and normalizations: sub-pixel upsampling equals the reference ops, spectral norm
+"""Layers and normalizations: our convolutions and upsampling equal the textbook ops (values,
+gradients, double backward), spectral norm
 matches numpy's singular values, G batch-norm state updates only in training."""
 import types
 
@@ -30,6 +31,49 @@ def test_subpixel_unpool_conv_equals_unpool_then_conv():
     assert float(jnp.abs(upsampled[:, 1::2]).max()) == 0.0 and float(jnp.abs(upsampled[:, :, 1::2]).max()) == 0.0
     reference = jax.lax.conv_general_dilated(upsampled, kernel, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
     np.testing.assert_allclose(layers.unpool_conv3x3(x, kernel), reference, atol=1e-5, rtol=1e-5)
+
+
+_DIMENSIONS = ("NHWC", "HWIO", "NHWC")
+
+
+def _gradients(function, x, kernel, cotangent):
+    """(d/dx, d/dkernel) of <cotangent, function(x, kernel)> and of the squared input-gradient
+    norm (the double backward of the gradient penalties) with respect to the kernel."""
+    first = jax.grad(lambda x, k: jnp.sum(function(x, k) * cotangent), argnums=(0, 1))(x, kernel)
+    input_norm = lambda k: jnp.sum(jax.grad(lambda x: jnp.sum(function(x, k) * cotangent))(x) ** 2)  # noqa: E731
+    return (*first, jax.grad(input_norm)(kernel))
+
+
+@pytest.mark.parametrize("kernel_size, stride, height", [(3, 1, 5), (4, 2, 6), (4, 2, 7), (3, 2, 5), (1, 1, 3)])
+def test_conv2d_values_and_gradients_equal_lax_convolution(kernel_size, stride, height):
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.PRNGKey(0), (2, height, 4, 3), jnp.float64)
+        kernel = jax.random.normal(jax.random.PRNGKey(1), (kernel_size, kernel_size, 3, 5), jnp.float64)
+        padding = tuple(layers.same_padding(size, kernel_size, stride) for size in x.shape[1:3])
+        reference = lambda x, k: jax.lax.conv_general_dilated(x, k, (stride, stride), "SAME", dimension_numbers=_DIMENSIONS)  # noqa: E731
+        ours = lambda x, k: layers.conv2d(x, k, stride, padding)  # noqa: E731
+        expected = reference(x, kernel)
+        np.testing.assert_allclose(ours(x, kernel), expected, rtol=1e-12, atol=1e-12)
+        cotangent = jax.random.normal(jax.random.PRNGKey(2), expected.shape, jnp.float64)
+        for got, want in zip(_gradients(ours, x, kernel, cotangent), _gradients(reference, x, kernel, cotangent)):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+
+
+def test_upsampling_gradients_equal_textbook_ops():
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.PRNGKey(3), (2, 5, 3, 3), jnp.float64)
+        cotangent = jax.random.normal(jax.random.PRNGKey(4), (2, 10, 6, 2), jnp.float64)
+        cases = (
+            (layers.deconv4x4_stride2, 4,
+             lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME", dimension_numbers=_DIMENSIONS)),
+            (layers.unpool_conv3x3, 3,
+             lambda x, k: jax.lax.conv_general_dilated(layers.unpool(x), k, (1, 1), "SAME", dimension_numbers=_DIMENSIONS)),
+        )
+        for ours, kernel_size, reference in cases:
+            kernel = jax.random.normal(jax.random.PRNGKey(kernel_size), (kernel_size, kernel_size, 3, 2), jnp.float64)
+            np.testing.assert_allclose(ours(x, kernel), reference(x, kernel), rtol=1e-12, atol=1e-12)
+            for got, want in zip(_gradients(ours, x, kernel, cotangent), _gradients(reference, x, kernel, cotangent)):
+                np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
 
 
 class _SpectralKernel(nn.Module):

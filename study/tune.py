@@ -146,7 +146,6 @@ def trainable(params: dict[str, Any]) -> None:
         def report(row: dict[str, Any], *, _last=last, _index=index) -> None:
             metrics = _report_metrics(row)
             metrics["pack_index"] = _index
-            metrics["pack_done"] = _last and row.get("final", False)
             tune.report(metrics)
 
         trial_dir = study_dir / store.TRIALS_DIR / config.trial_id

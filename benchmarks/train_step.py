@@ -5,7 +5,9 @@
 One "step" is one call of study.train's train step: n_dis D updates + 1 G update, batch 64,
 32x32x3. Ours and torch's repetitions alternate (ours, torch, ours, ...) so that load
 from other processes on a shared machine hits both sides alike. ratio = ours / torch
-(below 1: we are faster); compile time is reported apart. Both sides use 2 threads.
+(below 1: we are faster); compile time is reported apart (about 0 for a case whose program
+an earlier case compiled: n_dis 1 and 5 share one). Both sides use 2 threads. On a 2-core
+CPU the full-width resnet5 case takes over 15 minutes; pass --cases to skip it.
 
 Profile by difference (`--profile`): D update alone = (t[n_dis=5] - t[n_dis=1]) / 4,
 G update alone = t[n_dis=1] - D update; spectral norm = t[SN] - t[no SN]; penalty = t[GP] - t[none].

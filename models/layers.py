@@ -86,7 +86,8 @@ def kernel_gradient(x: jnp.ndarray, cotangent: jnp.ndarray, kernel_size: int, st
     x [batch, h, w, c_in], cotangent [batch, h_out, w_out, c_out] -> [k, k, c_in, c_out]:
     grad[i, j] = sum over (batch, p, q) of x_padded[:, stride p + i, stride q + j]^T cotangent[:, p, q].
     XLA:CPU's own kernel-gradient convolution runs these shapes at 13-30 GFLOP/s, the tap
-    matmuls at ~60 (benchmarks/train_step.py; e.g. 194 -> 102 ms for 3x3 128->128 at 16x16).
+    matmuls at ~60 (2-core CPU, batch 64: 194 -> 102 ms for 3x3 128->128 at 16x16; the
+    whole step is measured by benchmarks/train_step.py).
     """
     batch, h_out, w_out, c_out = cotangent.shape
     padded = jnp.pad(x, ((0, 0), padding[0], padding[1], (0, 0)))
@@ -112,8 +113,9 @@ def conv2d(x: jnp.ndarray, kernel: jnp.ndarray, stride: int,
            padding: tuple[tuple[int, int], tuple[int, int]]) -> jnp.ndarray:
     """Cross-correlation, x [batch, h, w, c_in], kernel [k, k, c_in, c_out] -> [batch, h_out, w_out, c_out].
 
-    Exactly `lax.conv_general_dilated`; only the kernel gradient is computed differently
-    (`kernel_gradient`). Differentiable twice (the gradient penalties' double backward).
+    Exactly `lax.conv_general_dilated`; its gradients are computed the fast way on XLA:CPU
+    (`kernel_gradient`, `_input_gradient`). Differentiable twice (the gradient penalties'
+    double backward).
     """
     return _conv(x, kernel, stride, padding)
 

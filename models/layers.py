@@ -133,11 +133,13 @@ def _input_gradient(x_shape, kernel, stride, padding, cotangent):
     """
     k = kernel.shape[0]
     adjoint = _flip_transpose(kernel)
+    # Through conv2d / upsample_conv themselves, so that differentiating this gradient again
+    # (the penalties' double backward, also inside the while loop) stays on the fast path.
     if stride == 1:
-        return _conv(cotangent, adjoint, 1, tuple((k - 1 - lo, k - 1 - hi) for lo, hi in padding))
+        return conv2d(cotangent, adjoint, 1, tuple((k - 1 - lo, k - 1 - hi) for lo, hi in padding))
     if stride == 2 and k == 4 and padding == _ADJOINT_PADDING and x_shape[1] % 2 == 0 and x_shape[2] % 2 == 0:
         # The adjoint of a 4x4 stride-2 convolution with padding 1 is the transposed conv.
-        return _upsample_forward_value(cotangent, adjoint, _DECONV4_PHASES)
+        return upsample_conv(cotangent, adjoint, _DECONV4_PHASES)
     _, input_vjp = jax.vjp(lambda inputs: _conv(inputs, kernel, stride, padding), jnp.zeros(x_shape, cotangent.dtype))
     return input_vjp(cotangent)[0]
 
@@ -204,7 +206,7 @@ _ADJOINT_PADDING = ((1, 1), (1, 1))
 def _upsample_backward(phases, residuals, cotangent):
     x, kernel = residuals
     adjoint = _flip_transpose(kernel)
-    input_grad = _conv(cotangent, adjoint, 2, _ADJOINT_PADDING)
+    input_grad = conv2d(cotangent, adjoint, 2, _ADJOINT_PADDING)
     # <cotangent, up(x, W)> = <conv(cotangent, adjoint(W)), x>: W's gradient is the adjoint
     # convolution's kernel gradient with x as its cotangent, flipped back.
     adjoint_grad = kernel_gradient(cotangent, x, kernel.shape[0], 2, _ADJOINT_PADDING)

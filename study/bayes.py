@@ -634,6 +634,11 @@ def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, 
     # a kill mid-round loses nothing, since resume reads the same rows.
     # One save per arm per round (each costs ~1.5 s of Ax serialization, ~15 s of a tiny
     # round when saved per trial): a kill before it loses nothing, resume re-feeds from the rows.
-    for key in {fed for fed in map(feed, to_run) if fed is not None}:
+    fed_arms = set()
+    for trial_id in to_run:
+        key = feed(trial_id)
+        if key is not None:
+            fed_arms.add(key)
+    for key in fed_arms:
         optimizers[key].save(state_path(study_dir, arm_of[key]))
     store.collect(study_dir)

@@ -141,9 +141,8 @@ def trainable(params: dict[str, Any]) -> None:
     for index, trial in enumerate(trials):
         config = TrialConfig.from_dict(trial)
         trial_identity = {**identity, "arm": _arm(trial), "round": int(identity.get("round", 0))}
-        last = index == len(trials) - 1
 
-        def report(row: dict[str, Any], *, _last=last, _index=index) -> None:
+        def report(row: dict[str, Any], *, _index=index) -> None:
             metrics = _report_metrics(row)
             metrics["pack_index"] = _index
             tune.report(metrics)

@@ -5,7 +5,8 @@ discriminator updates; every D update gets a fresh real batch and fresh
 z ~ U[-1, 1]^z_dim; G is updated after the first D update of each group of
 `discriminator_steps` with that step's z (the code's `(step - 1) % disc_iters == 0`);
 Adam(lr, beta1, beta2, eps) for each net, constant lr, no weight EMA; G's batch norm
-in training mode in both updates.
+in training mode in both updates (G's forward for those two updates is computed once:
+same z, same weights, same images; its moving averages still advance twice, as there).
 
 One call of the train step is one whole group: D, G, then n_dis - 1 more D updates,
 all inside one jit-compiled pure function (a `lax.while_loop` over the extra D updates,
@@ -142,6 +143,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
     batch = config.batch_size
     z_dim = gan.z_dim
     data_range = tuple(gan.data_range)
+    momentum = getattr(gan.generator, "batch_norm_momentum", None)
 
     def init(rng: jax.Array) -> TrainState:
         """Initial weights and optimizer state; hyperparameters are set by `with_hyperparameters`."""
@@ -166,14 +168,16 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest))
         return out, {**d_rest, **updates}
 
-    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
-        """One D update: fresh real batch, fresh z. Returns (state, z, metrics)."""
+    def latents(rng: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
+        """A D update's key -> (z [batch, z_dim] ~ U[-1, 1], the penalty's key)."""
         z_key, penalty_key = jax.random.split(rng)
-        z = jax.random.uniform(z_key, (batch, z_dim), jnp.float32, -1.0, 1.0)
+        return jax.random.uniform(z_key, (batch, z_dim), jnp.float32, -1.0, 1.0), penalty_key
+
+    def d_step(state: TrainState, real_uint8: jnp.ndarray, fake: jnp.ndarray, generator: dict,
+               penalty_key: jax.Array):
+        """D's Adam step on a real batch and G's images of it (no gradient to G); `generator`
+        is G's variables after that forward. Returns (state, metrics)."""
         real = to_model_range(real_uint8, data_range)
-        # G in training mode (the paper's code); its batch-norm statistics advance here too.
-        fake, g_vars = generate(state.generator, z)
-        fake = jax.lax.stop_gradient(fake)
         d_params, d_rest = _split_collections(state.discriminator)
 
         def loss_fn(params):
@@ -192,36 +196,69 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         updates, d_opt = optimizer.update(grads, state.discriminator_opt, d_params)
         d_params = gan.penalty.project(optax.apply_updates(d_params, updates))
         state = state.replace(
-            generator=g_vars,
+            generator=generator,
             discriminator={"params": d_params, **d_rest},
             discriminator_opt=d_opt,
             loss_state=loss_state,
             step=state.step + 1,
         )
         metrics = {"d_loss": loss, "d_total_loss": total, "penalty": penalty, "d_grad_norm": _global_norm(grads)}
-        return state, z, metrics
+        return state, metrics
 
-    def g_update(state: TrainState, z: jnp.ndarray):
+    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
+        """One D update of the group after its G update: fresh real batch, fresh z, its own G forward."""
+        z, penalty_key = latents(rng)
+        # G in training mode (the paper's code); its batch-norm statistics advance here too.
+        fake, g_vars = generate(state.generator, z)
+        return d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key)
+
+    def advance_averages(averages: dict, scaled_batch_stats: dict) -> dict:
+        """Flax BatchNorm's moving-average update, average <- momentum * average + (1 - momentum)
+        * batch statistic, given (1 - momentum) * batch statistic exactly as BatchNorm computes it."""
+        return jax.tree_util.tree_map(lambda average, scaled: momentum * average + scaled,
+                                      averages, scaled_batch_stats)
+
+    def first_d_and_g_updates(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
+        """The group's first D update and its G update, which share z and G's weights.
+
+        G runs forward once here. The paper's code runs it twice with the same z and weights
+        (once per update): the same images (train-mode BN normalises with the batch's own
+        statistics) and the BN moving averages advanced twice with the same batch statistics,
+        which is what the state gets. Run from zero averages, BatchNorm's update returns
+        (1 - momentum) * batch statistic, bit for bit the term it adds to a real average.
+        """
+        z, penalty_key = latents(rng)
         g_params, g_rest = _split_collections(state.generator)
+        if momentum is None and jax.tree_util.tree_leaves(g_rest):
+            raise TypeError(f"generator {type(gan.generator).__name__} keeps {sorted(g_rest)} but has no "
+                            "batch_norm_momentum; the train step needs it to advance its averages")
+        zero_averages = jax.tree_util.tree_map(jnp.zeros_like, g_rest)
+
+        def forward(params):
+            return gan.generator.apply({"params": params, **zero_averages}, z, train=True, mutable=list(g_rest))
+
+        images, pullback, scaled_batch_stats = jax.vjp(forward, g_params, has_aux=True)
+        g_rest = advance_averages(g_rest, scaled_batch_stats)
+        state, d_metrics = d_step(state, real_uint8, jax.lax.stop_gradient(images),
+                                  {"params": g_params, **g_rest}, penalty_key)
+
         d_params, d_rest = _split_collections(state.discriminator)
 
-        def loss_fn(params):
-            images, g_updates = gan.generator.apply(
-                {"params": params, **g_rest}, z, train=True, mutable=list(g_rest)
-            )
-            fake_out, new_d_rest = discriminate(d_params, d_rest, images)
-            return gan.loss.generator_loss(fake_out, state.loss_state), (g_updates, new_d_rest)
+        def loss_fn(fake):
+            fake_out, new_d_rest = discriminate(d_params, d_rest, fake)
+            return gan.loss.generator_loss(fake_out, state.loss_state), new_d_rest
 
-        (loss, (g_updates, new_d_rest)), grads = jax.value_and_grad(loss_fn, has_aux=True)(g_params)
+        (loss, new_d_rest), image_grads = jax.value_and_grad(loss_fn, has_aux=True)(images)
+        (grads,) = pullback(image_grads)
         updates, g_opt = optimizer.update(grads, state.generator_opt, g_params)
         g_params = optax.apply_updates(g_params, updates)
         state = state.replace(
-            generator={"params": g_params, **g_updates},
+            generator={"params": g_params, **advance_averages(g_rest, scaled_batch_stats)},
             # The paper's code updates SN's u whenever D is evaluated, the G step included.
             discriminator={"params": d_params, **new_d_rest},
             generator_opt=g_opt,
         )
-        return state, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
+        return state, {**d_metrics, "g_loss": loss, "g_grad_norm": _global_norm(grads)}
 
     def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):
         """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps).
@@ -231,8 +268,9 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         rng: the trial's training key; D update k (global index) uses fold_in(rng, k).
         Returns (state, metrics of the group: last D update's and the G update's).
         """
-        state, z, d_metrics = d_update(state, real_batches[0], jax.random.fold_in(rng, state.step))
-        state, g_metrics = g_update(state, z)
+        state, metrics = first_d_and_g_updates(state, real_batches[0], jax.random.fold_in(rng, state.step))
+        d_metrics = {name: metrics[name] for name in ("d_loss", "d_total_loss", "penalty", "d_grad_norm")}
+        g_metrics = {name: metrics[name] for name in ("g_loss", "g_grad_norm")}
         if slots > 1:
 
             def more(carry):
@@ -242,7 +280,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             def body(carry):
                 index, carry_state, _ = carry
                 real = jax.lax.dynamic_index_in_dim(real_batches, index, keepdims=False)
-                carry_state, _, metrics = d_update(carry_state, real, jax.random.fold_in(rng, carry_state.step))
+                carry_state, metrics = d_update(carry_state, real, jax.random.fold_in(rng, carry_state.step))
                 return index + 1, carry_state, metrics
 
             _, state, d_metrics = jax.lax.while_loop(more, body, (jnp.ones((), jnp.int32), state, d_metrics))

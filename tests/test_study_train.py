@@ -78,3 +78,49 @@ def test_pad_batches_fills_the_slots_with_zeros():
     real = jnp.ones((2, 3, 4, 4, 1), jnp.uint8)
     padded = training.pad_batches(real, 5)
     assert padded.shape == (5, 3, 4, 4, 1) and int(padded[:2].sum()) == 2 * 48 and int(padded[2:].sum()) == 0
+
+
+def test_the_shared_g_forward_matches_the_papers_two_forwards():
+    """The first D update and the G update share one G forward; the paper's code runs G twice
+    (same z, same weights). The state must be what two forwards give: G's BN averages advanced
+    twice with the same batch statistics (bit for bit), and G's gradient through D's new weights."""
+    config = TrialConfig.from_dict({**BASE, "architecture": "sndcgan", "normalization": "none",
+                                    "discriminator_steps": 1})
+    program = training.build_program(config)
+    gan = program.gan
+    key = jax.random.PRNGKey(3)
+    state0 = training.init_state(program, config, jax.random.PRNGKey(0))
+    # Train a few groups first so that the averages are not at their initial values.
+    step = jax.jit(program.train_step)
+    for _ in range(2):
+        state0, _ = step(state0, _batches(program, config, 1), key)
+    state, metrics = step(state0, _batches(program, config, 2), key)
+
+    z_key, _ = jax.random.split(jax.random.fold_in(key, state0.step))  # D update k uses fold_in(rng, k)
+    z = jax.random.uniform(z_key, (config.batch_size, gan.z_dim), jnp.float32, -1.0, 1.0)
+
+    @jax.jit
+    def two_forwards(g_vars):
+        _, first = gan.generator.apply(g_vars, z, train=True, mutable=["batch_stats"])
+        _, second = gan.generator.apply({"params": g_vars["params"], **first}, z, train=True, mutable=["batch_stats"])
+        return second["batch_stats"]
+
+    expected = two_forwards(state0.generator)
+    assert jax.tree_util.tree_leaves(expected)
+    for got, want in zip(jax.tree_util.tree_leaves(state.generator["batch_stats"]), jax.tree_util.tree_leaves(expected)):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+    @jax.jit
+    def g_loss(params):
+        images = gan.generator.apply({"params": params, "batch_stats": state0.generator["batch_stats"]}, z,
+                                     train=True, mutable=["batch_stats"])[0]
+        return gan.loss.generator_loss(gan.discriminator.apply(state.discriminator, images, train=True),
+                                       state.loss_state)
+
+    loss, grads = jax.value_and_grad(g_loss)(state0.generator["params"])
+    np.testing.assert_allclose(float(metrics["g_loss"]), float(loss), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["g_grad_norm"]), float(training._global_norm(grads)), rtol=1e-5)
+    updates, _ = program.optimizer.update(grads, state0.generator_opt, state0.generator["params"])
+    expected_params = optax.apply_updates(state0.generator["params"], updates)
+    for got, want in zip(jax.tree_util.tree_leaves(state.generator["params"]), jax.tree_util.tree_leaves(expected_params)):
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7)

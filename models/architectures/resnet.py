@@ -87,6 +87,7 @@ def resnet_cifar_layout(image_size: int) -> ResNetLayout:
 class ResNetGenerator(nn.Module):
     """z [batch, z_dim] -> images [batch, H, W, C] in output_range (sigmoid or tanh)."""
 
+    batch_norm_momentum = BN_MOMENTUM  # every BN of G; the train step advances their averages
     layout: ResNetLayout
     image_shape: tuple[int, int, int]
     width_multiplier: float = 1.0

@@ -43,6 +43,7 @@ def check_image_size(image_size: int) -> None:
 class SNDCGANGenerator(nn.Module):
     """z [batch, z_dim] float32 -> images [batch, H, W, C] in data_range."""
 
+    batch_norm_momentum = G_BN_MOMENTUM  # every BN of G; the train step advances their averages
     image_shape: tuple[int, int, int]
     width_multiplier: float = 1.0
     bn_epsilon: float = G_BN_EPSILON

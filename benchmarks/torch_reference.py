@@ -205,33 +205,50 @@ class TorchGAN:
         """uint8 [B, H, W, C] -> float [B, C, H, W] in [0, 1]."""
         return images_uint8.permute(0, 3, 1, 2).float().div_(255.0)
 
-    def d_update(self, real_uint8: torch.Tensor) -> torch.Tensor:
-        z = torch.rand(real_uint8.shape[0], self.z_dim) * 2.0 - 1.0
+    def d_update(self, real_uint8: torch.Tensor, fake: torch.Tensor | None = None) -> None:
+        """D's Adam step; `fake` is G's images of this update (drawn here when not given)."""
         real = self.to_model_range(real_uint8)
-        with torch.no_grad():
-            fake = self.generator(z)  # train mode: batch-norm statistics advance, as ours
+        if fake is None:
+            z = torch.rand(real_uint8.shape[0], self.z_dim) * 2.0 - 1.0
+            with torch.no_grad():
+                fake = self.generator(z)  # train mode: batch-norm statistics advance, as ours
         self.d_opt.zero_grad(set_to_none=True)
         loss = F.softplus(-self.discriminator(real)).mean() + F.softplus(self.discriminator(fake)).mean()
         if self.penalty == "gp":
             loss = loss + self.penalty_weight * gradient_penalty(self.discriminator, real, fake)
         loss.backward()
         self.d_opt.step()
-        return z
 
-    def g_update(self, z: torch.Tensor) -> None:
+    def g_update(self, fake: torch.Tensor) -> None:
+        """G's Adam step from images still attached to G's graph."""
         self.g_opt.zero_grad(set_to_none=True)
         for p in self.discriminator.parameters():  # only G's gradient is needed (ours: grad w.r.t. G params)
             p.requires_grad_(False)
-        loss = F.softplus(-self.discriminator(self.generator(z))).mean()
+        loss = F.softplus(-self.discriminator(fake)).mean()
         loss.backward()
         for p in self.discriminator.parameters():
             p.requires_grad_(True)
         self.g_opt.step()
 
+    def _batch_norms(self) -> list[nn.Module]:
+        return [m for m in self.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
     def train_step(self, real_batches_uint8: torch.Tensor) -> None:
-        """real_batches_uint8: [n_dis, B, H, W, C]."""
-        z = self.d_update(real_batches_uint8[0])
-        self.g_update(z)
+        """real_batches_uint8: [n_dis, B, H, W, C]. Like ours, the first D update and the G update
+        share one G forward (same z, same weights) and G's BN averages advance a second time by
+        the same increment (timing reference: not bit-exact with two forwards)."""
+        z = torch.rand(real_batches_uint8.shape[1], self.z_dim) * 2.0 - 1.0
+        norms = self._batch_norms()
+        before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+        fake = self.generator(z)
+        self.d_update(real_batches_uint8[0], fake.detach())
+        self.g_update(fake)
+        # After G's backward: autograd saved the averages, and an in-place change before it is an error.
+        with torch.no_grad():
+            for m, (mean, var) in zip(norms, before):
+                keep = 1.0 - m.momentum  # torch's momentum is the new statistic's weight
+                m.running_mean.copy_(keep * m.running_mean + (m.running_mean - keep * mean))
+                m.running_var.copy_(keep * m.running_var + (m.running_var - keep * var))
         for k in range(1, real_batches_uint8.shape[0]):
             self.d_update(real_batches_uint8[k])
 

@@ -10,7 +10,8 @@ an earlier case compiled: n_dis 1 and 5 share one). Both sides use 2 threads. On
 CPU the full-width resnet5 case takes over 15 minutes; pass --cases to skip it.
 
 Profile by difference (`--profile`): D update alone = (t[n_dis=5] - t[n_dis=1]) / 4,
-G update alone = t[n_dis=1] - D update; spectral norm = t[SN] - t[no SN]; penalty = t[GP] - t[none].
+G update alone = t[n_dis=1] - D update (both sides run G forward once for the first D update
+and the G update, so this is the G update without G's forward); spectral norm = t[SN] - t[no SN]; penalty = t[GP] - t[none].
 """
 from __future__ import annotations
 
@@ -108,7 +109,7 @@ def main(argv=None) -> None:
         for side in ("ours_ms", "torch_ms"):
             d = (results["sndcgan5"][side] - results["sndcgan1"][side]) / 4
             g = results["sndcgan1"][side] - d
-            print(f"profile {side}: SNDCGAN D update {d:.1f} ms, G update (incl. its D fwd/bwd) {g:.1f} ms")
+            print(f"profile {side}: SNDCGAN D update {d:.1f} ms, G update (its D fwd/bwd, G bwd) {g:.1f} ms")
     for variant, label in (("sndcgan1_nosn", "spectral norm"), ("sndcgan1_gp", "WGAN-GP penalty")):
         if variant in results and "sndcgan1" in results:
             for side in ("ours_ms", "torch_ms"):

@@ -173,39 +173,15 @@ def _flip_transpose(kernel: jnp.ndarray) -> jnp.ndarray:
 def _upsample_forward_value(x, kernel, phases):
     batch, height, width, _ = x.shape
     c_out = kernel.shape[-1]
-    if len({len(taps) for taps, _ in phases}) > 1:
-        rows = [_phase_row_separate(x, kernel[jnp.asarray(row_taps)], row_pad, phases) for row_taps, row_pad in phases]
-    else:
-        rows = [_phase_row_merged(x, kernel[jnp.asarray(row_taps)], row_pad, phases) for row_taps, row_pad in phases]
+    rows = []
+    for row_taps, row_pad in phases:
+        columns = []
+        for column_taps, column_pad in phases:
+            phase_kernel = kernel[jnp.asarray(row_taps)][:, jnp.asarray(column_taps)]
+            columns.append(_conv(x, phase_kernel, 1, (row_pad, column_pad)))
+        rows.append(jnp.stack(columns, axis=3))  # [batch, h, w, column phase, c_out]
     y = jnp.stack(rows, axis=2)  # [batch, h, row phase, w, column phase, c_out]
     return y.reshape(batch, 2 * height, 2 * width, c_out)
-
-
-def _phase_row_separate(x, row_kernel, row_pad, phases):
-    """One output row phase, one convolution per column phase: [batch, h, w, column phase, c_out]."""
-    return jnp.stack([_conv(x, row_kernel[:, jnp.asarray(column_taps)], 1, (row_pad, column_pad))
-                      for column_taps, column_pad in phases], axis=3)
-
-
-def _phase_row_merged(x, row_kernel, row_pad, phases):
-    """One output row phase, both column phases in one convolution: [batch, h, w, column phase, c_out].
-
-    The column phases' windows have the same length and differ only in where they start, so
-    one convolution with both phases' kernels side by side (2 c_out outputs) over the input
-    padded for either computes both, at w + 1 window positions instead of w. A 2x2 conv with
-    c_out = 64 runs at half the rate of one with 128 on XLA:CPU (SNDCGAN's deconv3 128->64 at
-    16x16, batch 64: 111-140 ms as two convs, 69 ms merged; PyTorch 66 ms).
-    """
-    batch, height, width, _ = x.shape
-    c_out = row_kernel.shape[-1]
-    pad_before = max(pad[0] for _, pad in phases)
-    pad_after = max(pad[1] for _, pad in phases)
-    both = jnp.concatenate([row_kernel[:, jnp.asarray(column_taps)] for column_taps, _ in phases], axis=-1)
-    y = _conv(x, both, 1, (row_pad, (pad_before, pad_after)))  # [batch, h, positions, 2 c_out]
-    y = y.reshape(batch, height, y.shape[2], len(phases), c_out)
-    # Column phase p's output n is the window starting at padded column n + pad_before - its own padding.
-    return jnp.stack([y[:, :, pad_before - pad[0]:pad_before - pad[0] + width, p]
-                      for p, (_, pad) in enumerate(phases)], axis=3)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))

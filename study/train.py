@@ -226,6 +226,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         statistics) and the BN moving averages advanced twice with the same batch statistics,
         which is what the state gets. Run from zero averages, BatchNorm's update returns
         (1 - momentum) * batch statistic, bit for bit the term it adds to a real average.
+        Returns (state, D metrics, G metrics).
         """
         z, penalty_key = latents(rng)
         g_params, g_rest = _split_collections(state.generator)
@@ -258,7 +259,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             discriminator={"params": d_params, **new_d_rest},
             generator_opt=g_opt,
         )
-        return state, {**d_metrics, "g_loss": loss, "g_grad_norm": _global_norm(grads)}
+        return state, d_metrics, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
 
     def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):
         """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps).
@@ -268,9 +269,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         rng: the trial's training key; D update k (global index) uses fold_in(rng, k).
         Returns (state, metrics of the group: last D update's and the G update's).
         """
-        state, metrics = first_d_and_g_updates(state, real_batches[0], jax.random.fold_in(rng, state.step))
-        d_metrics = {name: metrics[name] for name in ("d_loss", "d_total_loss", "penalty", "d_grad_norm")}
-        g_metrics = {name: metrics[name] for name in ("g_loss", "g_grad_norm")}
+        state, d_metrics, g_metrics = first_d_and_g_updates(
+            state, real_batches[0], jax.random.fold_in(rng, state.step))
         if slots > 1:
 
             def more(carry):

@@ -355,12 +355,14 @@ def run_grid(
 
     study_dir = pathlib.Path(study_dir).absolute()
     init_ray(address)
+    requested = pack
     if pack == AUTO_PACK:
         slots = concurrent_slots(resources)
         pack = auto_pack_size(len(trials), slots)
     packs = pack_trials(trials, pack)
+    limit = f"{AUTO_PACK}: at most {pack}" if requested == AUTO_PACK else pack
     print(f"[study {study_dir.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
-          f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {pack})",
+          f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {limit})",
           file=sys.stderr, flush=True)
     progress = Progress(len(trials), study_dir)
     storage_path = storage or str(study_dir)

@@ -199,6 +199,7 @@ class TorchGAN:
         self.d_opt = torch.optim.Adam(self.discriminator.parameters(), lr=lr, betas=(0.5, 0.999), eps=1e-8)
         self.generator.train()
         self.discriminator.train()
+        self.generator_norms = [m for m in self.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     @staticmethod
     def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -230,22 +231,18 @@ class TorchGAN:
             p.requires_grad_(True)
         self.g_opt.step()
 
-    def _batch_norms(self) -> list[nn.Module]:
-        return [m for m in self.generator.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-
     def train_step(self, real_batches_uint8: torch.Tensor) -> None:
         """real_batches_uint8: [n_dis, B, H, W, C]. Like ours, the first D update and the G update
         share one G forward (same z, same weights) and G's BN averages advance a second time by
         the same increment (timing reference: not bit-exact with two forwards)."""
         z = torch.rand(real_batches_uint8.shape[1], self.z_dim) * 2.0 - 1.0
-        norms = self._batch_norms()
-        before = [(m.running_mean.clone(), m.running_var.clone()) for m in norms]
+        before = [(m.running_mean.clone(), m.running_var.clone()) for m in self.generator_norms]
         fake = self.generator(z)
         self.d_update(real_batches_uint8[0], fake.detach())
         self.g_update(fake)
         # After G's backward: autograd saved the averages, and an in-place change before it is an error.
         with torch.no_grad():
-            for m, (mean, var) in zip(norms, before):
+            for m, (mean, var) in zip(self.generator_norms, before):
                 keep = 1.0 - m.momentum  # torch's momentum is the new statistic's weight
                 m.running_mean.copy_(keep * m.running_mean + (m.running_mean - keep * mean))
                 m.running_var.copy_(keep * m.running_var + (m.running_var - keep * var))

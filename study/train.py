@@ -236,7 +236,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         zero_averages = jax.tree_util.tree_map(jnp.zeros_like, g_rest)
 
         def forward(params):
-            return gan.generator.apply({"params": params, **zero_averages}, z, train=True, mutable=list(g_rest))
+            images, g_vars = generate({"params": params, **zero_averages}, z)
+            return images, _split_collections(g_vars)[1]
 
         images, pullback, scaled_batch_stats = jax.vjp(forward, g_params, has_aux=True)
         g_rest = advance_averages(g_rest, scaled_batch_stats)

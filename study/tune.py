@@ -355,12 +355,9 @@ def run_grid(
 
     study_dir = pathlib.Path(study_dir).absolute()
     init_ray(address)
-    requested = pack
-    if pack == AUTO_PACK:
-        slots = concurrent_slots(resources)
-        pack = auto_pack_size(len(trials), slots)
-    packs = pack_trials(trials, pack)
-    limit = f"{AUTO_PACK}: at most {pack}" if requested == AUTO_PACK else pack
+    size = auto_pack_size(len(trials), concurrent_slots(resources)) if pack == AUTO_PACK else pack
+    packs = pack_trials(trials, size)
+    limit = f"{AUTO_PACK}: at most {size}" if pack == AUTO_PACK else size
     print(f"[study {study_dir.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
           f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {limit})",
           file=sys.stderr, flush=True)

@@ -73,8 +73,16 @@ class TrialRows:
             for row in pd.read_parquet(self.path).to_dict("records"):
                 self.rows[int(row["step"])] = row
 
+    def _check_disjoint(self, values: Mapping[str, Any]) -> None:
+        """A metric must never overwrite a config or identity column (a D-loss term named
+        `penalty` once replaced the config's penalty name and broke the row's schema)."""
+        clash = sorted(set(values) & set(self.fixed))
+        if clash:
+            raise ValueError(f"row values {clash} collide with config/identity columns; rename the metric")
+
     def add(self, step: int, values: Mapping[str, Any]) -> None:
         """Adds or replaces the row of `step`, then rewrites the file atomically."""
+        self._check_disjoint(values)
         for row in self.rows.values():
             row["final"] = False
         self.rows[int(step)] = {**self.fixed, "step": int(step), **values}
@@ -86,6 +94,7 @@ class TrialRows:
         trial that failed before its first evaluation)."""
         if status not in STATUSES:
             raise ValueError(f"status={status!r} is not allowed; choose one of {STATUSES}")
+        self._check_disjoint(extra or {})
         if not self.rows or (step is not None and step > max(self.rows)):
             self.rows[int(step or 0)] = {**self.fixed, "step": int(step or 0), **(extra or {})}
         last = max(self.rows)

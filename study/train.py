@@ -202,7 +202,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             loss_state=loss_state,
             step=state.step + 1,
         )
-        metrics = {"d_loss": loss, "d_total_loss": total, "penalty": penalty, "d_grad_norm": _global_norm(grads)}
+        metrics = {"d_loss": loss, "d_total_loss": total, "d_penalty": penalty, "d_grad_norm": _global_norm(grads)}
         return state, metrics
 
     def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):

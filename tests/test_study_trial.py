@@ -91,3 +91,29 @@ def test_trial_cli_prints_final_json_and_rejects_bad_fields(tmp_path):
                          timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1].startswith("error: loss='nope' is not allowed; choose one of:")
+
+
+def test_metric_names_never_collide_with_config_fields():
+    import jax
+
+    from study import train as training
+
+    config = TrialConfig.from_dict({**SMALL, "penalty": "gp", "penalty_weight": 1.0, "batch_size": 8})
+    program = training.get_program(config)
+    state = training.init_state(program, config, jax.random.PRNGKey(0))
+    real = np.zeros((program.batch_slots, 8, *training.image_shape(config)), np.uint8)
+    _, metrics = program.train_step(state, real, jax.random.PRNGKey(1))
+    assert not set(metrics) & set(TrialConfig.field_names())
+
+
+def test_a_trial_diverging_after_its_first_evaluation_is_a_diverged_row(tmp_path):
+    # The probe that crashed: WGAN with no normalization or penalty at lr 1 blows up after
+    # the first evaluation; the D-loss term `penalty` used to overwrite the config column.
+    config = TrialConfig.from_dict({"loss": "wgan", "normalization": "none", "penalty": "none",
+                                    "learning_rate": 1.0, "beta1": 0.9, "train_steps": 100, "eval_every": 10,
+                                    "eval_samples": 100, "batch_size": 16, "seed": 1})
+    final = run_trial(config, tmp_path)
+    assert final["status"] == "diverged" and final["diverged"], final
+    rows = pd.read_parquet(tmp_path / "rows.parquet")
+    assert (rows["penalty"] == "none").all() and (rows["loss"] == "wgan").all()
+    assert rows["final"].iloc[-1] and rows["status"].eq("diverged").all()

@@ -156,3 +156,18 @@ def test_check_rejects_unsupported_with_one_line(bad, message):
     with pytest.raises(ValueError) as error:
         models.check(_config(**bad))
     assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_layers_choose_the_textbook_form_at_tiny_shapes_and_the_rewrites_at_large_ones(monkeypatch):
+    # Tiny scale: every SNDCGAN layer is a few M multiply-adds, bound by per-op overhead.
+    assert not layers.use_fast_path(64, 4 * 4, 3, 16, 16)
+    assert layers.use_fast_path(64, 32 * 32, 3, 3, 32)
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 6, 6, 3))
+    modules = (layers.Conv(4, 4, 2), layers.Deconv4x4(4), layers.UpConv3x3(4))
+    for module in modules:
+        variables = module.init(jax.random.PRNGKey(4), x)
+        textbook = module.apply(variables, x)
+        monkeypatch.setattr(layers, "FAST_PATH_MIN_MACS", 0)
+        rewritten = module.apply(variables, x)
+        monkeypatch.undo()
+        np.testing.assert_allclose(rewritten, textbook, atol=1e-5, rtol=1e-5)

@@ -383,3 +383,85 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
     table = pd.DataFrame(out, columns=["arm", "trials", "oob_r2", *HYPERPARAMETERS])
     # the arms whose forest explains the most first: their importances mean the most
     return table.sort_values(["oob_r2", "arm"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- reference points
+REFERENCE_LABELS = {"floor": "real data (floor)", "noise": "uniform noise", "mean_image": "mean image"}
+
+
+def reference_points(rows: pd.DataFrame, metric: str) -> dict[str, dict[str, float]]:
+    """{dataset: {kind: value}} of the evaluator's reference points for `metric` (columns
+    `<metric>_ref_<kind>`, kind in floor / noise / mean_image), the median over the rows of
+    each dataset (one protocol per dataset after `split_by_protocol`: all rows agree). Empty
+    for results written before the evaluator measured references."""
+    out: dict[str, dict[str, float]] = {}
+    for dataset, group in rows.groupby("dataset", sort=True):
+        values = {}
+        for kind in REFERENCE_LABELS:
+            column = f"{metric}_ref_{kind}"
+            if column in group.columns:
+                numbers = pd.to_numeric(group[column], errors="coerce").dropna()
+                if len(numbers):
+                    values[kind] = float(numbers.median())
+        if values:
+            out[str(dataset)] = values
+    return out
+
+
+def learning_summary(trials: pd.DataFrame, references: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Per dataset with references: trials, how many score below uniform noise (have learned
+    something), the best score, and its ratio to the real-data floor (1 = as good as real
+    data; issue #15's target for the default study: <= 5)."""
+    out = []
+    for dataset, group in trials.groupby("dataset", sort=True):
+        refs = references.get(str(dataset), {})
+        if "noise" not in refs:
+            continue
+        scores = group["score"].to_numpy(float)
+        finite = scores[np.isfinite(scores)]
+        best = float(finite.min()) if finite.size else np.nan
+        floor = refs.get("floor", np.nan)
+        out.append({"dataset": dataset, "trials": len(group), "beat_noise": int((finite < refs["noise"]).sum()),
+                    "best": best, "floor": floor, "noise": refs["noise"], "mean_image": refs.get("mean_image", np.nan),
+                    "best_over_floor": best / floor if floor and floor > 0 and np.isfinite(best) else np.nan})
+    return pd.DataFrame(out, columns=["dataset", "trials", "beat_noise", "best", "floor", "noise", "mean_image",
+                                      "best_over_floor"])
+
+
+# ----------------------------------------------------------------------------- separability
+def top_k_median_statistic(fraction: float) -> Callable[..., np.ndarray]:
+    """statistic(values, axis) = median of the best `top_k_count(n, fraction)` values along
+    `axis` (+inf = failed counts as worst), for the bootstraps of the top-k% boxes."""
+    def statistic(values, axis=-1):
+        values = np.sort(np.asarray(values, dtype=float), axis=axis)
+        m = top_k_count(values.shape[axis], fraction)
+        return np.median(np.take(values, np.arange(m), axis=axis), axis=axis)
+    return statistic
+
+
+def adjacent_arm_separation(trials: pd.DataFrame, fraction: float, n_boot: int = 1000, seed: int = 0,
+                            level: float = 0.95) -> pd.DataFrame:
+    """Per dataset, arms ordered by their top-`fraction` median score; each arm against the
+    next better one: the percentile-bootstrap interval of the difference of their top-k
+    medians (trials of both resampled independently, seeded) and whether it excludes 0
+    (`separable`). An interval containing 0 means the ranking of the two arms is not
+    supported by the data. The best arm of a dataset has no row above it (NaN, separable NA).
+    """
+    statistic = top_k_median_statistic(fraction)
+    out = []
+    for dataset, group in trials.groupby("dataset", sort=True):
+        cells = []
+        for arm, arm_trials in group.groupby("arm", sort=True):
+            scores = arm_trials["score"].to_numpy(float)
+            cells.append((float(statistic(scores)), arm, scores))
+        cells.sort(key=lambda cell: (cell[0], cell[1]))
+        for rank, (median, arm, scores) in enumerate(cells):
+            row = {"dataset": dataset, "arm": arm, "rank": rank + 1, "top_median": median, "vs_arm": "",
+                   "diff_low": np.nan, "diff_high": np.nan, "separable": ""}
+            if rank:
+                above = cells[rank - 1]
+                low, high = bootstrap_difference(statistic, scores, above[2], n_boot=n_boot, seed=seed, level=level)
+                row.update({"vs_arm": above[1], "diff_low": low, "diff_high": high, "separable": bool(low > 0)})
+            out.append(row)
+    return pd.DataFrame(out, columns=["dataset", "arm", "rank", "top_median", "vs_arm", "diff_low", "diff_high",
+                                      "separable"])

@@ -14,10 +14,11 @@ import pathlib
 import subprocess
 import sys
 
-# A report build of a 144-trial study takes ~10 s of one core on the 2-core machine
-# (benchmarks/report_build.py; measured in the README): rebuilding every 24 ended trials
-# costs ~5 builds in a 144-trial study, about 5% of its CPU time.
-DEFAULT_EVERY = 24
+# A report build of a 144-trial, 8-arm study took 19-22 s of one core on the shared 2-core
+# machine (synthetic table1-sized study, build_report timed). Every 36 ended trials = 3 builds
+# during a 144-trial study (~60 CPU-s of ~1,500 in a 12.5-minute study on 2 cores, ~4%, at
+# nice 10, so trials keep priority) plus the final one it always had.
+DEFAULT_EVERY = 36
 
 
 class LiveReport:

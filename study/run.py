@@ -62,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-report", action="store_true", help="skip building the analysis report")
     parser.add_argument("--report-every", type=int, default=None, metavar="N",
                         help="rebuild STUDY_DIR/report/index.html every N ended trials while the study runs "
-                             "(default 24; 0: only at the end)")
+                             "(default 36; 0: only at the end)")
     return parser
 
 

@@ -465,3 +465,51 @@ def adjacent_arm_separation(trials: pd.DataFrame, fraction: float, n_boot: int =
             out.append(row)
     return pd.DataFrame(out, columns=["dataset", "arm", "rank", "top_median", "vs_arm", "diff_low", "diff_high",
                                       "separable"])
+
+
+# ----------------------------------------------------------------------------- stability
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties; +inf ranks last). NaN when a side is constant."""
+    ra = pd.Series(a).rank(method="average").to_numpy(float)
+    rb = pd.Series(b).rank(method="average").to_numpy(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def arm_rank_stability(trials_a: pd.DataFrame, trials_b: pd.DataFrame, fraction: float = 0.05,
+                       n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, tuple[float, float], pd.DataFrame]:
+    """How well two runs of one study (different seeds) agree on the order of the arms.
+
+    trials_a / trials_b: trial tables (`trial_table`) of the two runs. Per arm present in both:
+    the top-`fraction` median score (the paper's box statistic; failures +inf) of each run,
+    with its percentile-bootstrap interval (trials resampled with replacement, seeded).
+    Returns (Spearman's rho of the arms' two medians, its bootstrap interval from resampling
+    the trials of every arm in both runs at once, per-arm table).
+    """
+    statistic = top_k_median_statistic(fraction)
+    arms = sorted(set(trials_a["arm"]) & set(trials_b["arm"]))
+    groups = [(trials_a.loc[trials_a["arm"] == arm, "score"].to_numpy(float),
+               trials_b.loc[trials_b["arm"] == arm, "score"].to_numpy(float)) for arm in arms]
+    rows = []
+    for index, (arm, (a, b)) in enumerate(zip(arms, groups)):
+        low_a, high_a = bootstrap_interval(statistic, a, n_boot=n_boot, seed=seed + index, level=level)
+        low_b, high_b = bootstrap_interval(statistic, b, n_boot=n_boot, seed=seed + 10_000 + index, level=level)
+        rows.append({"arm": arm, "trials_a": a.size, "median_a": float(statistic(a)), "low_a": low_a, "high_a": high_a,
+                     "trials_b": b.size, "median_b": float(statistic(b)), "low_b": low_b, "high_b": high_b})
+    table = pd.DataFrame(rows, columns=["arm", "trials_a", "median_a", "low_a", "high_a", "trials_b", "median_b",
+                                        "low_b", "high_b"])
+    if len(arms) < 2:
+        return float("nan"), (float("nan"), float("nan")), table
+    rho = _spearman(table["median_a"].to_numpy(), table["median_b"].to_numpy())
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        ma = [statistic(a[rng.integers(0, a.size, a.size)]) for a, _ in groups]
+        mb = [statistic(b[rng.integers(0, b.size, b.size)]) for _, b in groups]
+        draws.append(_spearman(np.asarray(ma), np.asarray(mb)))
+    draws = np.asarray(draws)
+    draws = draws[np.isfinite(draws)]
+    alpha = (1.0 - level) / 2.0
+    interval = (float(np.quantile(draws, alpha)), float(np.quantile(draws, 1.0 - alpha))) if draws.size else (np.nan, np.nan)
+    return rho, interval, table

@@ -274,14 +274,17 @@ def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str,
     return _save(figure, path)
 
 
-def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> pathlib.Path:
-    """Bayesian studies: best score within each round (markers) and best so far (line), per arm."""
+def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path,
+                  references: dict[str, float] | None = None) -> pathlib.Path:
+    """Bayesian studies: best score within each round (markers) and best so far (line), per arm;
+    `references` (one dataset's reference points) drawn when the rounds are of one dataset."""
     figure = _new_figure(7.5, 3.8)
     ax = figure.subplots()
     for colour, (arm, group) in zip(PALETTE * 4, per_round.groupby("arm", sort=True)):
         group = group.sort_values("round")
         ax.plot(group["round"], group["round_best"], "o", color=colour, ms=4, alpha=0.7)
         ax.plot(group["round"], group["best_so_far"], "-", color=colour, label=plain(arm))
+    reference_lines(ax, references)
     ax.set_title("markers: best trial of the round; line: best so far", fontsize=9)
     ax.set_xlabel("Bayesian round")
     ax.set_ylabel(f"best {metric_label(metric, short=True)}")

@@ -205,7 +205,9 @@ def section_sensitivity(ctx: Context) -> Section:
     if rounds.empty:
         parts.append("<h3>Bayesian rounds</h3>" + _not_applicable("no trials from a Bayesian search"))
     else:
-        path = figures.rounds_figure(rounds, ctx.metric, ctx.figure_path("bayesian_rounds"))
+        bayes_datasets = ctx.trials.loc[ctx.trials["search"] == "bayesian", "dataset"].astype(str).unique()
+        refs = ctx.references.get(bayes_datasets[0]) if len(bayes_datasets) == 1 else None
+        path = figures.rounds_figure(rounds, ctx.metric, ctx.figure_path("bayesian_rounds"), references=refs)
         parts.append("<h3>Bayesian rounds</h3>" + _img(ctx, path, "best score per Bayesian round")
                      + ctx.table(rounds, "bayesian_rounds", "Best score per Bayesian round and best so far"))
     return Section("sensitivity", "Sensitivity to hyperparameters", "".join(parts))

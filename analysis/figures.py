@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.stats import metric_label, top_k_count
+from analysis.stats import REFERENCE_LABELS, metric_label, top_k_count
 
 DPI = 90
 PALETTE = [
@@ -34,13 +34,59 @@ def _new_figure(width: float, height: float) -> Figure:
     return figure
 
 
+REFERENCE_STYLE = {"floor": ("#2e7d32", "--"), "noise": ("#c62828", "--"), "mean_image": ("#6a1b9a", ":")}
+
+
+def reference_lines(ax, references: dict[str, float] | None, horizontal: bool = False) -> None:
+    """Labelled lines at the evaluator's reference points (real-data floor, uniform noise,
+    mean image) on a score axis: y (or x when `horizontal`).
+
+    The axis is widened down to the floor, and up to a line only when that line lies within
+    half the data's span above the data (so scores far better than noise are not squashed
+    against a line at noise level); lines further up are listed in a corner note instead.
+    """
+    if not references:
+        return
+    low, high = ax.get_xlim() if horizontal else ax.get_ylim()
+    bottom = min([low] + [v for k, v in references.items() if k == "floor" and np.isfinite(v)])
+    reach = high + 0.5 * (high - bottom)
+    off_scale = []
+    for kind, value in references.items():
+        if not np.isfinite(value):
+            continue
+        label = f"{REFERENCE_LABELS.get(kind, kind)} {value:.4g}"
+        if value > reach:
+            off_scale.append(label)
+            continue
+        colour, style = REFERENCE_STYLE.get(kind, ("#555", "--"))
+        line = ax.axvline if horizontal else ax.axhline
+        line(value, color=colour, ls=style, lw=1.1, zorder=1)
+        if horizontal:
+            ax.text(value, 1.0, " " + label, color=colour, fontsize=7, rotation=90, va="top", ha="right",
+                    transform=ax.get_xaxis_transform())
+        else:
+            ax.text(1.0, value, label + " ", color=colour, fontsize=7, va="bottom", ha="right",
+                    transform=ax.get_yaxis_transform())
+        low, high = min(low, value), max(high, value)
+    pad = 0.04 * (high - low) if high > low else 1.0
+    if horizontal:
+        ax.set_xlim(low - pad if ax.get_xscale() != "log" else low * 0.9, high + pad)
+    else:
+        current = ax.get_ylim()
+        ax.set_ylim(min(current[0], low - pad) if ax.get_yscale() != "log" else low * 0.9, max(current[1], high + pad))
+    if off_scale:
+        ax.text(0.01, 0.99, "above the plot: " + "; ".join(off_scale), transform=ax.transAxes, fontsize=7, va="top",
+                ha="left", color="#6a1b9a")
+
+
 def _save(figure: Figure, path: pathlib.Path) -> pathlib.Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI)
     return path
 
 
-def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, path: pathlib.Path) -> pathlib.Path:
+def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, path: pathlib.Path,
+                 references: dict[str, dict[str, float]] | None = None) -> pathlib.Path:
     """Box + strip of the best `fraction` of each cell's trial scores; one panel per dataset.
 
     A cell is one value of `axis` within a dataset, pooling all trials with that value.
@@ -65,6 +111,8 @@ def top_k_figure(trials: pd.DataFrame, axis: str, fraction: float, metric: str, 
             labels.append(f"{plain(value)}\nn={scores.size}, top {m}" + (f"\n({failed} no score)" if failed else ""))
             groups.append(top[np.isfinite(top)])
         _box_and_strip(ax, groups, labels, horizontal=False)
+        if axis != "dataset":  # the dataset panel mixes datasets: no one set of references
+            reference_lines(ax, (references or {}).get(str(dataset)))
         ax.set_title(f"{plain(dataset)}: best {fraction:.0%} per {axis}")
         ax.set_ylabel(metric_label(metric, short=True) + " (lower is better)")
         ax.tick_params(axis="x", labelsize=8)
@@ -94,7 +142,8 @@ def _box_and_strip(ax, groups: list[np.ndarray], labels: list[str], horizontal: 
         ax.set_xlim(-0.5, len(groups) - 0.5)
 
 
-def top_k_by_arm_figure(trials: pd.DataFrame, fraction: float, metric: str, path: pathlib.Path) -> pathlib.Path:
+def top_k_by_arm_figure(trials: pd.DataFrame, fraction: float, metric: str, path: pathlib.Path,
+                        references: dict[str, dict[str, float]] | None = None) -> pathlib.Path:
     """Horizontal box + strip of each arm's best `fraction` of trial scores, arms sorted by
     the median of that selection; one panel per dataset (stacked)."""
     datasets = sorted(trials["dataset"].unique())
@@ -111,13 +160,15 @@ def top_k_by_arm_figure(trials: pd.DataFrame, fraction: float, metric: str, path
             cells.append((float(np.median(top)), label, top[np.isfinite(top)]))
         cells.sort(key=lambda cell: (cell[0], cell[1]))
         _box_and_strip(ax, [c[2] for c in cells], [c[1] for c in cells], horizontal=True)
+        reference_lines(ax, (references or {}).get(str(dataset)), horizontal=True)
         ax.set_title(f"{plain(dataset)}: best {fraction:.0%} of each arm's trials")
         ax.set_xlabel(metric_label(metric, short=True) + " (lower is better)")
         ax.tick_params(axis="y", labelsize=7)
     return _save(figure, path)
 
 
-def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arms: int = 10) -> pathlib.Path:
+def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arms: int = 10,
+                  references: dict[str, dict[str, float]] | None = None) -> pathlib.Path:
     """Expected best score vs number of trials k (log x) with its bootstrap band, per arm;
     one panel per dataset, at most `max_arms` arms per panel (best at k = min(5, N))."""
     datasets = sorted(curves["dataset"].unique())
@@ -136,6 +187,7 @@ def budget_figure(curves: pd.DataFrame, metric: str, path: pathlib.Path, max_arm
             ax.plot(curve["k"], curve["expected_best"], color=colour, label=plain(arm), lw=1.5)
             ax.fill_between(curve["k"], curve["lower"], curve["upper"], color=colour, alpha=0.15, lw=0)
         ax.set_xscale("log")
+        reference_lines(ax, (references or {}).get(str(dataset)))
         ax.set_xlabel("trials run (k)")
         ax.set_ylabel(f"expected best {metric_label(metric, short=True)}")
         shown = "" if len(arms) == subset["arm"].nunique() else f" ({len(arms)} of {subset['arm'].nunique()} arms)"
@@ -173,7 +225,7 @@ def ablation_heatmap(table: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
 
 
 def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str, title: str,
-                       path: pathlib.Path, max_arms: int = 10) -> pathlib.Path:
+                       path: pathlib.Path, max_arms: int = 10, references: dict[str, float] | None = None) -> pathlib.Path:
     """Score vs each hyperparameter (log x for lr and lambda): points per trial coloured by
     arm and, where a parameter takes at most 6 values, a line through each arm's medians.
 
@@ -208,6 +260,7 @@ def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str,
             ax.set_xscale("log")
         above = int((shown[parameter].notna() & (shown["score"] > y_max)).sum())
         ax.set_ylim(low - 0.05 * (y_max - low), y_max)
+        reference_lines(ax, references)
         notes = [f"{above} above" if above else "", f"{hidden_zero} at 0 not shown" if hidden_zero else ""]
         note = ", ".join(n for n in notes if n)
         if note:
@@ -221,14 +274,17 @@ def sensitivity_figure(trials: pd.DataFrame, parameters: list[str], metric: str,
     return _save(figure, path)
 
 
-def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> pathlib.Path:
-    """Bayesian studies: best score within each round (markers) and best so far (line), per arm."""
+def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path,
+                  references: dict[str, float] | None = None) -> pathlib.Path:
+    """Bayesian studies: best score within each round (markers) and best so far (line), per arm;
+    `references` (one dataset's reference points) drawn when the rounds are of one dataset."""
     figure = _new_figure(7.5, 3.8)
     ax = figure.subplots()
     for colour, (arm, group) in zip(PALETTE * 4, per_round.groupby("arm", sort=True)):
         group = group.sort_values("round")
         ax.plot(group["round"], group["round_best"], "o", color=colour, ms=4, alpha=0.7)
         ax.plot(group["round"], group["best_so_far"], "-", color=colour, label=plain(arm))
+    reference_lines(ax, references)
     ax.set_title("markers: best trial of the round; line: best so far", fontsize=9)
     ax.set_xlabel("Bayesian round")
     ax.set_ylabel(f"best {metric_label(metric, short=True)}")
@@ -236,7 +292,8 @@ def rounds_figure(per_round: pd.DataFrame, metric: str, path: pathlib.Path) -> p
     return _save(figure, path)
 
 
-def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str, path: pathlib.Path) -> pathlib.Path:
+def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str, path: pathlib.Path,
+                           references: dict[str, float] | None = None) -> pathlib.Path:
     """Score, D loss and G loss vs step (three panels) for the given trials."""
     figure = _new_figure(12, 4.6)
     score_ax, d_ax, g_ax = figure.subplots(1, 3)
@@ -247,6 +304,7 @@ def training_curves_figure(rows: pd.DataFrame, trials: pd.DataFrame, metric: str
         score_ax.plot(curve["step"], curve[metric], "-o", ms=3, color=colour, label=label)
         d_ax.plot(curve["step"], curve["d_loss"], color=colour)
         g_ax.plot(curve["step"], curve["g_loss"], color=colour)
+    reference_lines(score_ax, references)
     score_ax.set_ylabel(metric_label(metric, short=True))
     d_ax.set_ylabel("discriminator loss")
     g_ax.set_ylabel("generator loss")

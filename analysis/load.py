@@ -43,7 +43,10 @@ ABLATION_FIELDS: tuple[str, ...] = (
 METRIC_COLUMNS: tuple[str, ...] = (
     "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain", "precision", "recall",
     "precision_domain", "recall_domain", "ms_ssim", "d_loss", "g_loss",
+    "classes_covered_domain", "mode_score_domain", "am_score_domain",
 )
+# Reference points written by the evaluator into every row: `<metric>_ref_<kind>`.
+REFERENCE_KINDS: tuple[str, ...] = ("floor", "noise", "mean_image")
 PROTOCOL_COLUMNS: tuple[str, ...] = (
     "fid_features", "fid_weights_sha256", "fid_resize", "fid_precision",
     "fid_real_samples", "fid_fake_samples", "fid_split",

@@ -45,6 +45,7 @@ class Context:
     out: pathlib.Path
     n_boot: int
     seed: int
+    references: dict = dataclasses.field(default_factory=dict)  # {dataset: {kind: value}} of `metric`
 
     def figure_path(self, name: str) -> pathlib.Path:
         return self.out / "figures" / f"{name}.png"
@@ -70,16 +71,45 @@ def _esc(value) -> str:
 
 
 # ----------------------------------------------------------------------------- sections
+def _learning_sentences(ctx: Context) -> str:
+    """Per dataset: how many trials beat uniform noise and the best trial's ratio to the floor."""
+    summary = stats.learning_summary(ctx.trials, ctx.references)
+    if summary.empty:
+        return ('<p class="note">No reference points in these results (written before the evaluator measured '
+                "them): nothing says whether a score means learning.</p>")
+    parts = []
+    for r in summary.itertuples():
+        ratio = f"{r.best_over_floor:.3g}×" if np.isfinite(r.best_over_floor) else "n/a"
+        parts.append(f"<p><b>{html.escape(str(r.dataset))}</b>: {r.beat_noise} of {r.trials} trials beat uniform noise "
+                     f"({_esc(r.noise)}); the best trial scores {_esc(r.best)}, {ratio} the real-data floor "
+                     f"({_esc(r.floor)}; the mean image scores {_esc(r.mean_image)}).</p>")
+    return "".join(parts)
+
+
 def section_summary(ctx: Context, per_dataset: int = 5) -> Section:
     """The best trials of each dataset with their hyperparameters: the first thing asked."""
     finite = ctx.trials[np.isfinite(ctx.trials["score"].to_numpy(float))]
+    intro = _learning_sentences(ctx)
     if finite.empty:
-        return Section("summary", "Summary", _not_applicable("no trial has a finite score"))
+        return Section("summary", "Summary", intro + _not_applicable("no trial has a finite score"))
     best = (finite.sort_values(["dataset", "score", "study", "trial_id"])
             .groupby("dataset", sort=True).head(per_dataset))
-    columns = ["dataset", "score", "arm", *HYPERPARAMETERS, "seed", "best_step", "study", "trial_id"]
-    return Section("summary", "Summary", ctx.table(best[columns], "best_trials",
-                                                    f"The {per_dataset} best trials per dataset ({ctx.metric})"))
+    best = _with_best_step_metrics(ctx, best)
+    columns = ["dataset", "score", "classes_covered_domain", "arm", *HYPERPARAMETERS, "seed", "best_step", "study",
+               "trial_id"]
+    columns = [c for c in columns if c in best.columns and (c != "classes_covered_domain" or best[c].notna().any())]
+    return Section("summary", "Summary", intro + ctx.table(best[columns], "best_trials",
+                                                            f"The {per_dataset} best trials per dataset ({ctx.metric})"))
+
+
+def _with_best_step_metrics(ctx: Context, trials: pd.DataFrame, columns=("classes_covered_domain",)) -> pd.DataFrame:
+    """`trials` with the given row metrics taken at each trial's best step."""
+    present = [c for c in columns if c in ctx.rows.columns]
+    if not present:
+        return trials
+    at = ctx.rows[["study", "trial_id", "step", *present]].rename(columns={"step": "best_step"})
+    at = at.drop_duplicates(["study", "trial_id", "best_step"], keep="last")
+    return trials.merge(at, on=["study", "trial_id", "best_step"], how="left")
 
 
 def section_top_k(ctx: Context) -> Section:
@@ -90,7 +120,7 @@ def section_top_k(ctx: Context) -> Section:
              "failed and diverged ones included (no score = worst).</p>"]
     axes = [a for a in AXES if trials[a].nunique() >= 2]
     for axis in axes:
-        path = figures.top_k_figure(trials, axis, ctx.top, ctx.metric, ctx.figure_path(f"top_{axis}"))
+        path = figures.top_k_figure(trials, axis, ctx.top, ctx.metric, ctx.figure_path(f"top_{axis}"), ctx.references)
         note = ""
         if axis == "dataset":
             note = "<p class=\"note\">Scores of different datasets are not comparable with each other.</p>"
@@ -99,9 +129,20 @@ def section_top_k(ctx: Context) -> Section:
                                  f"Best {ctx.top:.0%} per {axis} and dataset"))
     if not axes:
         parts.append(_not_applicable("every trial has the same loss, normalization, penalty, architecture and dataset"))
-    arm_path = figures.top_k_by_arm_figure(trials, ctx.top, ctx.metric, ctx.figure_path("top_arm"))
-    parts.append("<h3>per arm</h3>" + _img(ctx, arm_path, f"top {ctx.top:.0%} per arm") + ctx.table(tables.arms_table(trials, ctx.top), "arms",
-                                                  f"Arms: trial outcomes, best, median and best-{ctx.top:.0%} median score"))
+    arm_path = figures.top_k_by_arm_figure(trials, ctx.top, ctx.metric, ctx.figure_path("top_arm"), ctx.references)
+    separation = stats.adjacent_arm_separation(trials, ctx.top, n_boot=max(200, ctx.n_boot), seed=ctx.seed)
+    arms = tables.arms_table(trials, ctx.top).merge(
+        separation[["dataset", "arm", "rank", "vs_arm", "diff_low", "diff_high", "separable"]], on=["dataset", "arm"],
+        how="left").sort_values(["dataset", "rank"], kind="stable")
+    ties = separation[separation["separable"].astype(object).eq(False)]
+    tie_text = (f"<p class=\"note\"><b>{len(ties)} of {int(separation['vs_arm'].ne('').sum())}</b> adjacent arm "
+                "differences are not separated by the bootstrap (separable = False: the 95% interval of the "
+                "difference of best-k medians contains 0, so their order is not supported): "
+                + html.escape("; ".join(f"{r.arm} ~ {r.vs_arm}" for r in ties.itertuples())) + "</p>") if len(ties) else ""
+    parts.append("<h3>per arm</h3>" + _img(ctx, arm_path, f"top {ctx.top:.0%} per arm") + tie_text
+                 + ctx.table(arms, "arms", f"Arms by best-{ctx.top:.0%} median: trial outcomes, best, median and "
+                             f"best-{ctx.top:.0%} median score; diff_low/diff_high: 95% bootstrap interval of this "
+                             "arm's best-k median minus that of vs_arm (the next better arm)"))
     return Section("top", f"Top {ctx.top:.0%} per cell", "".join(parts))
 
 
@@ -109,7 +150,7 @@ def section_budget(ctx: Context) -> Section:
     curves = tables.budget_curves(ctx.trials, n_boot=ctx.n_boot, seed=ctx.seed)
     if curves.empty or ctx.trials["arm"].nunique() == 0:
         return Section("budget", "Score vs budget", _not_applicable("no trials"))
-    path = figures.budget_figure(curves, ctx.metric, ctx.figure_path("budget"))
+    path = figures.budget_figure(curves, ctx.metric, ctx.figure_path("budget"), references=ctx.references)
     intro = ("<p>Expected best score when only k of an arm's N trials are run (k draws with replacement; "
              "Lučić et al. 2018), closed form E[min<sub>k</sub>] = Σ<sub>i</sub> v<sub>i</sub>[((N−i+1)/N)<sup>k</sup> − "
              "((N−i)/N)<sup>k</sup>] over the sorted scores; band: 95% percentile bootstrap over trials "
@@ -153,7 +194,8 @@ def section_sensitivity(ctx: Context) -> Section:
             continue
         slug = _slug(dataset)
         path = figures.sensitivity_figure(group, parameters, ctx.metric, f"{dataset}: score vs hyperparameters "
-                                          "(10 best arms; lines: medians)", ctx.figure_path(f"sensitivity_{slug}"))
+                                          "(10 best arms; lines: medians)", ctx.figure_path(f"sensitivity_{slug}"),
+                                          references=ctx.references.get(str(dataset)))
         parts.append(f"<h3>{html.escape(dataset)}</h3>" + _img(ctx, path, f"sensitivity {dataset}"))
     if parts:
         parts.append(_csv_only(ctx, tables.sensitivity_table(ctx.trials), "sensitivity"))
@@ -163,7 +205,9 @@ def section_sensitivity(ctx: Context) -> Section:
     if rounds.empty:
         parts.append("<h3>Bayesian rounds</h3>" + _not_applicable("no trials from a Bayesian search"))
     else:
-        path = figures.rounds_figure(rounds, ctx.metric, ctx.figure_path("bayesian_rounds"))
+        bayes_datasets = ctx.trials.loc[ctx.trials["search"] == "bayesian", "dataset"].astype(str).unique()
+        refs = ctx.references.get(bayes_datasets[0]) if len(bayes_datasets) == 1 else None
+        path = figures.rounds_figure(rounds, ctx.metric, ctx.figure_path("bayesian_rounds"), references=refs)
         parts.append("<h3>Bayesian rounds</h3>" + _img(ctx, path, "best score per Bayesian round")
                      + ctx.table(rounds, "bayesian_rounds", "Best score per Bayesian round and best so far"))
     return Section("sensitivity", "Sensitivity to hyperparameters", "".join(parts))
@@ -175,7 +219,8 @@ def section_training(ctx: Context, per_dataset: int = 6) -> Section:
     for dataset, group in finite.groupby("dataset", sort=True):
         # the best trial of each of the best arms: six curves of one arm would say little
         top = group.sort_values(["score", "study", "trial_id"]).drop_duplicates("arm").head(per_dataset)
-        path = figures.training_curves_figure(ctx.rows, top, ctx.metric, ctx.figure_path(f"curves_{_slug(dataset)}"))
+        path = figures.training_curves_figure(ctx.rows, top, ctx.metric, ctx.figure_path(f"curves_{_slug(dataset)}"),
+                                              references=ctx.references.get(str(dataset)))
         parts.append(f"<h3>{html.escape(dataset)}: best trial of each of the {len(top)} best arms</h3>"
                      + _img(ctx, path, f"training curves {dataset}"))
     if not parts:
@@ -198,7 +243,7 @@ def section_samples(ctx: Context) -> Section:
     if finite.empty:
         return Section("samples", "Samples", _not_applicable("no trial has a finite score"))
     cards, missing = [], []
-    best = finite.sort_values("score").drop_duplicates("arm").sort_values("arm")
+    best = _with_best_step_metrics(ctx, finite.sort_values("score").drop_duplicates("arm").sort_values("arm"))
     directories = {s.name: s.directory for s in ctx.data.studies}
     for trial in best.itertuples():
         trial_dir = directories[trial.study] / "trials" / trial.trial_id
@@ -216,12 +261,17 @@ def section_samples(ctx: Context) -> Section:
         which = "best step" if source.name != "samples.png" else "final step"
         cards.append(f'<div class="card"><img src="samples/{html.escape(target.name)}" alt="samples {html.escape(trial.arm)}">'
                      f"<div>{html.escape(trial.arm)}<br>{html.escape(trial.trial_id)} · score {_esc(trial.score)} · "
-                     f"{which}</div></div>")
+                     f"{which}{_classes_text(trial)}</div></div>")
     body = "<p>Image grid of each arm's best trial, at its best-score step when that grid was saved.</p>"
     body += f'<div class="cards">{"".join(cards)}</div>' if cards else _not_applicable("no sample grids were saved")
     if missing:
         body += f'<p class="note">no sample grid for: {html.escape(", ".join(missing))}</p>'
     return Section("samples", "Samples", body)
+
+
+def _classes_text(trial) -> str:
+    value = getattr(trial, "classes_covered_domain", np.nan)
+    return f" · {int(value)} classes covered" if isinstance(value, (int, float)) and np.isfinite(value) else ""
 
 
 def section_seeds(ctx: Context) -> Section:
@@ -348,6 +398,12 @@ table.facts th{text-align:left;padding-right:1em;vertical-align:top} table.facts
 
 def _notices(ctx: Context, excluded: pd.DataFrame) -> list[tuple[str, str]]:
     notices = []
+    for r in stats.learning_summary(ctx.trials, ctx.references).itertuples():
+        if r.beat_noise == 0:
+            notices.append(("bad", f"The trials did not learn: none of the {r.trials} trials on {r.dataset} scores better "
+                                   f"than uniform noise ({ctx.metric} {r.noise:.4g}; real-data floor {r.floor:.4g}, "
+                                   f"mean image {r.mean_image:.4g}). Rankings, boxes and the best setting below compare "
+                                   "untrained networks."))
     if ctx.metric == "fid_domain":
         notices.append(("bad", "No Inception FID in these results (the Inception weights were not available): scores are "
                                "FID in a domain feature space (fid_domain), NOT comparable with published FIDs."))
@@ -416,7 +472,7 @@ def build_report(study_dirs, out_dir=None, top: float = 0.05, n_boot: int = 200,
     metric = stats.choose_score_metric(data.rows)
     rows, excluded = stats.split_by_protocol(data.rows, metric)
     trials = stats.trial_table(rows, metric)
-    ctx = Context(data, rows, trials, metric, float(top), out, n_boot, seed)
+    ctx = Context(data, rows, trials, metric, float(top), out, n_boot, seed, stats.reference_points(rows, metric))
     names = ", ".join(s.name for s in data.studies)
     title = f"GAN study report: {names}"
     subtitle = (f"{len(data.rows)} rows, {len(trials)} trials, {trials['arm'].nunique() if len(trials) else 0} arms. "

@@ -383,3 +383,133 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
     table = pd.DataFrame(out, columns=["arm", "trials", "oob_r2", *HYPERPARAMETERS])
     # the arms whose forest explains the most first: their importances mean the most
     return table.sort_values(["oob_r2", "arm"], ascending=[False, True], kind="stable").reset_index(drop=True)
+
+
+# ----------------------------------------------------------------------------- reference points
+REFERENCE_LABELS = {"floor": "real data (floor)", "noise": "uniform noise", "mean_image": "mean image"}
+
+
+def reference_points(rows: pd.DataFrame, metric: str) -> dict[str, dict[str, float]]:
+    """{dataset: {kind: value}} of the evaluator's reference points for `metric` (columns
+    `<metric>_ref_<kind>`, kind in floor / noise / mean_image), the median over the rows of
+    each dataset (one protocol per dataset after `split_by_protocol`: all rows agree). Empty
+    for results written before the evaluator measured references."""
+    out: dict[str, dict[str, float]] = {}
+    for dataset, group in rows.groupby("dataset", sort=True):
+        values = {}
+        for kind in REFERENCE_LABELS:
+            column = f"{metric}_ref_{kind}"
+            if column in group.columns:
+                numbers = pd.to_numeric(group[column], errors="coerce").dropna()
+                if len(numbers):
+                    values[kind] = float(numbers.median())
+        if values:
+            out[str(dataset)] = values
+    return out
+
+
+def learning_summary(trials: pd.DataFrame, references: dict[str, dict[str, float]]) -> pd.DataFrame:
+    """Per dataset with references: trials, how many score below uniform noise (have learned
+    something), the best score, and its ratio to the real-data floor (1 = as good as real
+    data; issue #15's target for the default study: <= 5)."""
+    out = []
+    for dataset, group in trials.groupby("dataset", sort=True):
+        refs = references.get(str(dataset), {})
+        if "noise" not in refs:
+            continue
+        scores = group["score"].to_numpy(float)
+        finite = scores[np.isfinite(scores)]
+        best = float(finite.min()) if finite.size else np.nan
+        floor = refs.get("floor", np.nan)
+        out.append({"dataset": dataset, "trials": len(group), "beat_noise": int((finite < refs["noise"]).sum()),
+                    "best": best, "floor": floor, "noise": refs["noise"], "mean_image": refs.get("mean_image", np.nan),
+                    "best_over_floor": best / floor if floor and floor > 0 and np.isfinite(best) else np.nan})
+    return pd.DataFrame(out, columns=["dataset", "trials", "beat_noise", "best", "floor", "noise", "mean_image",
+                                      "best_over_floor"])
+
+
+# ----------------------------------------------------------------------------- separability
+def top_k_median_statistic(fraction: float) -> Callable[..., np.ndarray]:
+    """statistic(values, axis) = median of the best `top_k_count(n, fraction)` values along
+    `axis` (+inf = failed counts as worst), for the bootstraps of the top-k% boxes."""
+    def statistic(values, axis=-1):
+        values = np.sort(np.asarray(values, dtype=float), axis=axis)
+        m = top_k_count(values.shape[axis], fraction)
+        return np.median(np.take(values, np.arange(m), axis=axis), axis=axis)
+    return statistic
+
+
+def adjacent_arm_separation(trials: pd.DataFrame, fraction: float, n_boot: int = 1000, seed: int = 0,
+                            level: float = 0.95) -> pd.DataFrame:
+    """Per dataset, arms ordered by their top-`fraction` median score; each arm against the
+    next better one: the percentile-bootstrap interval of the difference of their top-k
+    medians (trials of both resampled independently, seeded) and whether it excludes 0
+    (`separable`). An interval containing 0 means the ranking of the two arms is not
+    supported by the data. The best arm of a dataset has no row above it (NaN, separable NA).
+    """
+    statistic = top_k_median_statistic(fraction)
+    out = []
+    for dataset, group in trials.groupby("dataset", sort=True):
+        cells = []
+        for arm, arm_trials in group.groupby("arm", sort=True):
+            scores = arm_trials["score"].to_numpy(float)
+            cells.append((float(statistic(scores)), arm, scores))
+        cells.sort(key=lambda cell: (cell[0], cell[1]))
+        for rank, (median, arm, scores) in enumerate(cells):
+            row = {"dataset": dataset, "arm": arm, "rank": rank + 1, "top_median": median, "vs_arm": "",
+                   "diff_low": np.nan, "diff_high": np.nan, "separable": ""}
+            if rank:
+                above = cells[rank - 1]
+                low, high = bootstrap_difference(statistic, scores, above[2], n_boot=n_boot, seed=seed, level=level)
+                row.update({"vs_arm": above[1], "diff_low": low, "diff_high": high, "separable": bool(low > 0)})
+            out.append(row)
+    return pd.DataFrame(out, columns=["dataset", "arm", "rank", "top_median", "vs_arm", "diff_low", "diff_high",
+                                      "separable"])
+
+
+# ----------------------------------------------------------------------------- stability
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation (average ranks for ties; +inf ranks last). NaN when a side is constant."""
+    ra = pd.Series(a).rank(method="average").to_numpy(float)
+    rb = pd.Series(b).rank(method="average").to_numpy(float)
+    if ra.std() == 0 or rb.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def arm_rank_stability(trials_a: pd.DataFrame, trials_b: pd.DataFrame, fraction: float = 0.05,
+                       n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> tuple[float, tuple[float, float], pd.DataFrame]:
+    """How well two runs of one study (different seeds) agree on the order of the arms.
+
+    trials_a / trials_b: trial tables (`trial_table`) of the two runs. Per arm present in both:
+    the top-`fraction` median score (the paper's box statistic; failures +inf) of each run,
+    with its percentile-bootstrap interval (trials resampled with replacement, seeded).
+    Returns (Spearman's rho of the arms' two medians, its bootstrap interval from resampling
+    the trials of every arm in both runs at once, per-arm table).
+    """
+    statistic = top_k_median_statistic(fraction)
+    arms = sorted(set(trials_a["arm"]) & set(trials_b["arm"]))
+    groups = [(trials_a.loc[trials_a["arm"] == arm, "score"].to_numpy(float),
+               trials_b.loc[trials_b["arm"] == arm, "score"].to_numpy(float)) for arm in arms]
+    rows = []
+    for index, (arm, (a, b)) in enumerate(zip(arms, groups)):
+        low_a, high_a = bootstrap_interval(statistic, a, n_boot=n_boot, seed=seed + index, level=level)
+        low_b, high_b = bootstrap_interval(statistic, b, n_boot=n_boot, seed=seed + 10_000 + index, level=level)
+        rows.append({"arm": arm, "trials_a": a.size, "median_a": float(statistic(a)), "low_a": low_a, "high_a": high_a,
+                     "trials_b": b.size, "median_b": float(statistic(b)), "low_b": low_b, "high_b": high_b})
+    table = pd.DataFrame(rows, columns=["arm", "trials_a", "median_a", "low_a", "high_a", "trials_b", "median_b",
+                                        "low_b", "high_b"])
+    if len(arms) < 2:
+        return float("nan"), (float("nan"), float("nan")), table
+    rho = _spearman(table["median_a"].to_numpy(), table["median_b"].to_numpy())
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        ma = [statistic(a[rng.integers(0, a.size, a.size)]) for a, _ in groups]
+        mb = [statistic(b[rng.integers(0, b.size, b.size)]) for _, b in groups]
+        draws.append(_spearman(np.asarray(ma), np.asarray(mb)))
+    draws = np.asarray(draws)
+    draws = draws[np.isfinite(draws)]
+    alpha = (1.0 - level) / 2.0
+    interval = (float(np.quantile(draws, alpha)), float(np.quantile(draws, 1.0 - alpha))) if draws.size else (np.nan, np.nan)
+    return rho, interval, table

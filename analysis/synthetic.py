@@ -56,6 +56,9 @@ _BASE_CONFIG: dict[str, Any] = {
     "resnet_d_pooling": "mean", "resnet_tanh": False, "generator_bn_epsilon": None,
 }
 _REAL_SAMPLES = {"cifar10": 10000, "celebahq128": 3000}
+# Reference points of the synthetic score (real-data floor, uniform noise, mean image): the
+# synthetic trials score 20-70, between floor and noise, as trials that learned.
+SYNTHETIC_REFERENCES = {"floor": 6.0, "noise": 250.0, "mean_image": 420.0}
 
 
 def trial_id(config: dict[str, Any]) -> str:
@@ -212,8 +215,12 @@ def _sample_grid(score: float, rng: np.random.Generator, tile: int = 8, n: int =
 
 def write_study(study_dir: str | pathlib.Path, name: str, plan: list[dict[str, Any]], seed: int = 0,
                 inception: bool = True, running: bool = False, manifest: bool = True, samples: bool = True,
-                search: str = "grid") -> pathlib.Path:
-    """Writes one study directory (results.parquet, manifest.json, trials/*/samples*.png)."""
+                search: str = "grid", references: dict[str, float] | None = None) -> pathlib.Path:
+    """Writes one study directory (results.parquet, manifest.json, trials/*/samples*.png).
+
+    `references`: the evaluator's reference points of the score metric written into every
+    row ({kind: value}, kinds floor / noise / mean_image); None: SYNTHETIC_REFERENCES; {}: none.
+    """
     from PIL import Image
 
     study_dir = pathlib.Path(study_dir)
@@ -231,6 +238,9 @@ def write_study(study_dir: str | pathlib.Path, name: str, plan: list[dict[str, A
                 Image.fromarray(_sample_grid(value, rng)).save(trial_dir / f"samples_step{row['step']:08d}.png")
             Image.fromarray(_sample_grid(value, rng)).save(trial_dir / "samples.png")
     table = pd.DataFrame(rows)
+    metric = "fid" if inception else "fid_domain"
+    for kind, value in (SYNTHETIC_REFERENCES if references is None else references).items():
+        table[f"{metric}_ref_{kind}"] = float(value)
     table.to_parquet(study_dir / "results.parquet", index=False)
     if manifest:
         trials = table["trial_id"].nunique()

@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--storage", default=None, help="Ray storage path or URI (shared on a cluster)")
     parser.add_argument("--resume", default=None, metavar="STUDY_DIR", help="continue a killed study")
     parser.add_argument("--no-report", action="store_true", help="skip building the analysis report")
+    parser.add_argument("--report-every", type=int, default=None, metavar="N",
+                        help="rebuild STUDY_DIR/report/index.html every N ended trials while the study runs "
+                             "(default 36; 0: only at the end)")
     return parser
 
 
@@ -208,6 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.pack = parse_pack(args.pack)
         if args.retries < 0:
             raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
+        if args.report_every is not None and args.report_every < 0:
+            raise UsageError(f"--report-every={args.report_every} is not allowed; it must be >= 0 (0: only at the end)")
     except (UsageError, ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -238,6 +243,16 @@ def run_study(args, argv, space, arms, trials, resources) -> int:
           file=sys.stderr, flush=True)
     started = time.time()
     identity = {"study": study_dir.name, "search": space.search, "round": 0}
+    live = None
+    if not args.no_report:
+        from study.live_report import DEFAULT_EVERY, LiveReport
+
+        every = DEFAULT_EVERY if args.report_every is None else args.report_every
+        # Bayesian studies build it at the end only (their rounds have their own progress).
+        live = LiveReport(study_dir, every) if every and space.search != "bayesian" else None
+        # The path first (open it while the study runs); it is also the last line at the end.
+        when = f"rebuilt every {every} ended trials and at the end" if live else "built at the end"
+        print(f"report: {(study_dir / 'report' / 'index.html').resolve()} ({when})", flush=True)
     if space.search == "bayesian":
         from study import bayes
 
@@ -248,12 +263,15 @@ def run_study(args, argv, space, arms, trials, resources) -> int:
             return 2
     else:
         tune.run_grid(study_dir, trials, identity=identity, resources=resources, pack=args.pack,
-                      retries=args.retries, address=args.address, storage=args.storage, resume=resuming)
+                      retries=args.retries, address=args.address, storage=args.storage, resume=resuming,
+                      on_progress=live.update if live else None)
+    if live is not None:
+        live.finish()
     frame = store.collect(study_dir)
     manifest = json.loads((study_dir / "manifest.json").read_text())
     wall = float(manifest.get("wall_time_s", 0.0)) + time.time() - started
     tune.write_manifest(study_dir, finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                        wall_time_s=wall)
+                        wall_time_s=wall, references=store.reference_points(frame))
     summary = _summary(frame)
     print(summary, file=sys.stderr)
     if not args.no_report:

@@ -25,7 +25,10 @@ TRIALS_DIR = "trials"
 METRIC_COLUMNS = (
     "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain", "precision", "recall",
     "precision_domain", "recall_domain", "ms_ssim", "d_loss", "g_loss",
+    "classes_covered_domain", "mode_score_domain", "am_score_domain",
 )
+# Reference points of the evaluator (study.metrics.evaluator): `<metric>_ref_<kind>` protocol columns.
+REFERENCE_KINDS = ("floor", "noise", "mean_image")
 STATUSES = ("running", "completed", "diverged", "failed")
 
 
@@ -163,3 +166,17 @@ def collect(study_dir: pathlib.Path) -> pd.DataFrame:
     frame = _normalize(frame)
     write_parquet_atomic(frame, pathlib.Path(study_dir) / RESULTS_FILE)
     return frame
+
+
+def reference_points(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """{dataset: {"<metric>_ref_<kind>": value}} from the results' reference columns (the
+    first value per dataset: one protocol per dataset in a study), for the manifest."""
+    columns = [c for c in frame.columns if any(c.endswith(f"_ref_{kind}") for kind in REFERENCE_KINDS)]
+    out: dict[str, dict[str, float]] = {}
+    if not columns or "dataset" not in frame:
+        return out
+    for dataset, group in frame.groupby("dataset", sort=True):
+        values = {c: float(group[c].dropna().iloc[0]) for c in sorted(columns) if group[c].notna().any()}
+        if values:
+            out[str(dataset)] = values
+    return out

@@ -171,7 +171,8 @@ class Progress:
     terminal and in a log file.
     """
 
-    def __init__(self, total_configs: int, study_dir: pathlib.Path, stream=None):
+    def __init__(self, total_configs: int, study_dir: pathlib.Path, stream=None, on_change=None):
+        self.on_change = on_change  # called with the ended-configuration count after each line (live report)
         self.total = total_configs
         self.study_dir = study_dir
         self.stream = stream
@@ -222,6 +223,8 @@ class Progress:
             f"running {len(self.running)}  diverged {self.diverged}  failed {self.failed}  best score {best}",
             file=self.stream or sys.stderr, flush=True,
         )
+        if self.on_change is not None:
+            self.on_change(self.done + self.failed)
 
 
 def _configs_in(trial) -> int:
@@ -348,6 +351,7 @@ def run_grid(
     storage: str | None = None,
     resume: bool = False,
     search_alg: Any = None,
+    on_progress: Any = None,
 ) -> None:
     """Runs an explicit list of trials (grid, random, rerun) through Ray Tune."""
     import ray
@@ -361,7 +365,7 @@ def run_grid(
     print(f"[study {study_dir.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
           f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {limit})",
           file=sys.stderr, flush=True)
-    progress = Progress(len(trials), study_dir)
+    progress = Progress(len(trials), study_dir, on_change=on_progress)
     storage_path = storage or str(study_dir)
     experiment_path = (storage_path.rstrip("/") + "/" + RAY_DIR_NAME) if storage else str(study_dir / RAY_DIR_NAME)
     trainable_with_resources = tune.with_resources(

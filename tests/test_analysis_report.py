@@ -246,3 +246,73 @@ def test_report_never_imports_the_training_stack(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1].endswith("index.html")
+
+
+# ---------------------------------------------------------------- reference points and learning (issue #15)
+def _reference_rows(noise: float) -> list[dict]:
+    refs = {"fid_ref_floor": 5.0, "fid_ref_noise": noise, "fid_ref_mean_image": 400.0}
+    out = []
+    for trial, arm, lr, scores in (("aaaaaaaaaaaa", "sndcgan/ns/spectral/gp/cifar10", 2e-4, (14.0, 10.0)),
+                                   ("bbbbbbbbbbbb", "sndcgan/ns/spectral/gp/cifar10", 1e-3, (35.0, 30.0)),
+                                   ("cccccccccccc", "sndcgan/ns/none/gp/cifar10", 2e-4, (15.0, 12.0)),
+                                   ("dddddddddddd", "sndcgan/ns/none/gp/cifar10", 1e-3, (45.0, 40.0))):
+        for step, fid in zip((100, 200), scores):
+            out.append(_row(trial, step, fid, final=step == 200, arm=arm, learning_rate=lr,
+                            normalization=arm.split("/")[2], **refs))
+    return out
+
+
+def test_reference_points_drawn_on_every_fid_figure_and_summarised(tmp_path, monkeypatch):
+    from analysis import figures
+
+    calls = []
+    original = figures.reference_lines
+
+    def recording(ax, references, horizontal=False):
+        calls.append((sys._getframe(1).f_code.co_name, dict(references or {})))
+        return original(ax, references, horizontal)
+
+    monkeypatch.setattr(figures, "reference_lines", recording)
+    html = build_report([_write(tmp_path / "s", _reference_rows(noise=25.0), MANIFEST)]).read_text()
+    drawn = {name for name, refs in calls if refs == {"floor": 5.0, "noise": 25.0, "mean_image": 400.0}}
+    assert {"top_k_figure", "top_k_by_arm_figure", "budget_figure", "sensitivity_figure",
+            "training_curves_figure"} <= drawn, calls
+    assert "2 of 4 trials beat uniform noise" in html
+    assert "2× the real-data floor" in html  # best 10 / floor 5
+    assert "did not learn" not in html
+
+
+def test_no_trial_beats_noise_gets_a_red_notice_at_the_top(tmp_path):
+    html = build_report([_write(tmp_path / "s", _reference_rows(noise=8.0), MANIFEST)]).read_text()
+    head = html.split("<nav>")[0]
+    assert re.search(r'<div class="notice bad">The trials did not learn: none of the 4 trials', head)
+    assert "0 of 4 trials beat uniform noise" in html
+
+
+def test_reference_lines_are_labelled_and_far_ones_noted():
+    from analysis import figures
+
+    figure = figures._new_figure(4, 3)
+    ax = figure.subplots()
+    ax.plot([0, 1], [10.0, 40.0])
+    figures.reference_lines(ax, {"floor": 5.0, "noise": 45.0, "mean_image": 400.0})
+    lines = sorted(line.get_ydata()[0] for line in ax.lines[1:])
+    assert lines == [5.0, 45.0]  # mean image 400 lies far above the data: noted, not drawn
+    texts = [t.get_text() for t in ax.texts]
+    assert any("real data (floor) 5" in t for t in texts) and any("uniform noise 45" in t for t in texts)
+    assert any(t.startswith("above the plot: mean image 400") for t in texts)
+    assert ax.get_ylim()[0] <= 5.0
+
+
+def test_adjacent_arm_separation_marks_ties():
+    from analysis import stats
+
+    rng = np.random.default_rng(0)
+    trials = pd.DataFrame({
+        "dataset": "d", "arm": ["a"] * 20 + ["b"] * 20 + ["c"] * 20,
+        "score": np.concatenate([10 + rng.random(20), 10 + rng.random(20), 50 + rng.random(20)])})
+    table = stats.adjacent_arm_separation(trials, fraction=0.5, n_boot=300).set_index("arm")
+    assert table["rank"].tolist() == [1, 2, 3]
+    second = table.index[1]
+    assert table.loc[second, "separable"] is False or table.loc[second, "separable"] == False  # noqa: E712
+    assert table.loc["c", "separable"] == True and table.loc["c", "diff_low"] > 35  # noqa: E712

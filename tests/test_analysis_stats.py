@@ -330,3 +330,23 @@ def test_html_table_escapes_and_cuts_long_cells():
     assert "&lt;b&gt;" in text and "<b>" not in text
     assert "x" * 300 not in text and " …" in text
     assert '<td class="num">inf</td>' in text
+
+
+def test_arm_rank_stability_agrees_reverses_and_bounds():
+    from analysis import stats
+
+    rng = np.random.default_rng(0)
+    arms = np.repeat(list("abcdefgh"), 18)
+    a = pd.DataFrame({"arm": arms, "score": np.repeat(np.arange(8) * 10.0, 18) + rng.random(144)})
+    same_order = a.assign(score=a["score"] + rng.random(144))
+    rho, (low, high), table = stats.arm_rank_stability(a, same_order, n_boot=200)
+    assert rho == 1.0 and low == high == 1.0 and len(table) == 8
+    # top-5% of 18 = the best trial: the arm's minimum, inside its bootstrap interval
+    assert np.allclose(table["median_a"], a.groupby("arm")["score"].min().to_numpy())
+    assert (table["low_a"] <= table["median_a"]).all() and (table["median_a"] <= table["high_a"]).all()
+    rho, _, _ = stats.arm_rank_stability(a, a.assign(score=-a["score"]), n_boot=50)
+    assert rho == -1.0
+    # overlapping arms: the interval is wide and contains the point estimate
+    noisy = pd.DataFrame({"arm": arms, "score": rng.random(144)})
+    rho, (low, high), _ = stats.arm_rank_stability(noisy, noisy.assign(score=rng.random(144)), n_boot=300)
+    assert -1.0 <= low <= rho <= high <= 1.0 and high - low > 0.5

@@ -36,3 +36,11 @@ def test_benchmark_quick_prints_its_line(name):
     if name == "packing":
         # Packed trials (one process, one compiled program) must train exactly as separate ones.
         assert " identical=1" in last, last
+
+
+@pytest.mark.slow
+def test_study_stability_quick_prints_spearman_last():
+    # Two toy studies through Ray (minutes on a 2-core CPU): the line names rho, its interval and the arms.
+    last = run_quick("study_stability")
+    assert re.match(r"^study_stability spearman=-?\d\.\d+ low=-?\d\.\d+ high=-?\d\.\d+ ratio=-?\d.* arms=2 "
+                    r"trials=24\+24$", last), last

@@ -62,3 +62,41 @@ def test_ms_ssim_identical_is_one_and_noise_is_low():
     np.testing.assert_allclose(np.asarray(scores.ms_ssim(images, images)), 1.0, atol=1e-5)
     assert float(scores.ms_ssim_diversity(np.repeat(images[:1], 4, axis=0))) == pytest.approx(1.0, abs=1e-5)
     assert float(scores.ms_ssim_diversity(images)) < 0.2
+
+
+# ---------------------------------------------------------------- label-based scores (issue #15)
+def _logits_of(probabilities):
+    return np.log(np.asarray(probabilities, np.float64))
+
+
+def test_classes_covered_counts_confident_classes_of_at_least_one_percent():
+    from study.metrics import scores
+
+    # 200 samples: 150 confident class 0, 48 confident class 1, 2 confident class 2 (exactly 1%),
+    # and class 3 only ever predicted at 0.4 (not confident).
+    rows = [[0.9, 0.05, 0.03, 0.02]] * 150 + [[0.1, 0.6, 0.1, 0.2]] * 48 + [[0.1, 0.1, 0.5, 0.3]] * 2
+    assert scores.classes_covered(_logits_of(rows)) == 3
+    rows[-1] = [0.3, 0.1, 0.2, 0.4]  # class 2 now on 1 sample of 200 (0.5%): not covered; class 3 unconfident
+    assert scores.classes_covered(_logits_of(rows)) == 2
+
+
+def test_mode_and_am_score_match_hand_computations():
+    from study.metrics import scores
+
+    p = np.array([[0.8, 0.2], [0.2, 0.8], [0.5, 0.5], [1.0 - 1e-12, 1e-12]])
+    prior = np.array([0.25, 0.75])
+    marginal = p.mean(axis=0)  # [0.625, 0.375]
+    kl_rows = [sum(r[i] * np.log(r[i] / marginal[i]) for i in range(2)) for r in p]
+    kl_marginal = sum(marginal[i] * np.log(marginal[i] / prior[i]) for i in range(2))
+    expected_ms = np.exp(np.mean(kl_rows) - kl_marginal)
+    assert scores.mode_score(_logits_of(p), prior) == pytest.approx(expected_ms, rel=1e-9)
+    # = IS x exp(-KL(p(y) || p*)): equal to IS only when the marginal matches the prior
+    assert scores.mode_score(_logits_of(p), marginal) == pytest.approx(scores.inception_score(_logits_of(p), 1), rel=1e-9)
+    entropy = np.mean([-sum(r[i] * np.log(r[i]) for i in range(2)) for r in p])
+    kl_prior = sum(prior[i] * np.log(prior[i] / marginal[i]) for i in range(2))
+    assert scores.am_score(_logits_of(p), prior) == pytest.approx(kl_prior + entropy, rel=1e-9)
+    # AM is 0 for one-hot samples whose class marginal equals the prior
+    one_hot = np.array([[1 - 1e-15, 1e-15], [1e-15, 1 - 1e-15], [1e-15, 1 - 1e-15], [1e-15, 1 - 1e-15]])
+    assert scores.am_score(_logits_of(one_hot), prior) == pytest.approx(0.0, abs=1e-9)
+    with pytest.raises(ValueError, match="prior"):
+        scores.am_score(_logits_of(p), [0.5, 0.6])

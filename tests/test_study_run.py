@@ -67,7 +67,15 @@ def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
     assert (study_dir / "ray").is_dir()
     manifest = json.loads((study_dir / "manifest.json").read_text())
     assert manifest["space"] == "smoke" and manifest["trials_total"] == 2 and "finished" in manifest
+    # Reference points (issue #15) in every row and in the manifest, equal to each other.
+    for kind in ("floor", "noise", "mean_image"):
+        column = f"fid_domain_ref_{kind}"
+        assert results[column].notna().all() and results[column].nunique() == 1, column
+        assert manifest["references"]["digits"][column] == results[column].iloc[0]
+    assert results["fid_domain_ref_floor"].iloc[0] < results["fid_domain_ref_noise"].iloc[0]
+    assert results["classes_covered_domain"].between(0, 10).all()
     index = study_dir / "report" / "index.html"
+    assert str(index) in done.stdout.splitlines()[0]  # the live report's path, printed first
     assert done.stdout.strip().splitlines()[-1] == str(index)
     html = index.read_text()
     for target in re.findall(r'(?:src|href)="([^"#:]+)"', html):

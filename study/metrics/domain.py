@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import pathlib
 import time
 
@@ -26,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+
+from study.metrics import cache
 
 CODE_VERSION = "domain-cnn-v1"
 FEATURE_DIM = 128
@@ -134,11 +135,22 @@ def _train_digits(image_size: int, log) -> tuple[dict, float, float]:
     return jax.device_get(params), accuracy, seconds
 
 
-def _atomic_write(path: pathlib.Path, payload: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+def _restore(payload: bytes | None, template, path: pathlib.Path, log):
+    """(params, test accuracy) from a verified payload; None when absent or not a state of
+    `template`'s shapes (then the classifier is retrained and the file rewritten)."""
+    if payload is None:
+        return None
+    try:
+        restored = flax.serialization.msgpack_restore(payload)
+        params = flax.serialization.from_state_dict(template, restored["params"])
+        shapes_match = jax.tree_util.tree_all(jax.tree_util.tree_map(
+            lambda a, b: np.shape(a) == np.shape(b), params, template))
+        if not shapes_match:
+            raise ValueError("parameter shapes differ")
+        return params, float(restored["test_accuracy"])
+    except Exception as error:  # verified bytes of another layout: retrain
+        log(f"WARNING: cache file {path} is damaged: {type(error).__name__}: {error}; rebuilding it")
+        return None
 
 
 def domain_extractor(dataset: str, image_size: int, channels: int, cache_dir: pathlib.Path, log=print) -> DomainExtractor:
@@ -147,13 +159,13 @@ def domain_extractor(dataset: str, image_size: int, channels: int, cache_dir: pa
     if dataset != "digits":
         params = jax.device_get(template)
         return DomainExtractor("random_conv_v1_seed0", params, image_size, channels, False, _checksum(params))
-    path = pathlib.Path(cache_dir) / "domain" / f"digits_{image_size}px_{CODE_VERSION}.msgpack"
-    if path.exists():
-        restored = flax.serialization.msgpack_restore(path.read_bytes())
-        params = flax.serialization.from_state_dict(template, restored["params"])
-        accuracy = float(restored["test_accuracy"])
+    # A verified file (study.metrics.cache): a truncated or garbled one is retrained, not trusted.
+    path = pathlib.Path(cache_dir) / "domain" / f"digits_{image_size}px_{CODE_VERSION}.verified.msgpack"
+    restored = _restore(cache.read_verified(path, log), template, path, log)
+    if restored is not None:
+        params, accuracy = restored
     else:
         params, accuracy, _ = _train_digits(image_size, log)
-        _atomic_write(path, flax.serialization.msgpack_serialize(
+        cache.write_verified(path, flax.serialization.msgpack_serialize(
             {"params": flax.serialization.to_state_dict(params), "test_accuracy": accuracy}))
     return DomainExtractor(f"digits_cnn_{CODE_VERSION}", params, image_size, channels, True, _checksum(params), accuracy)

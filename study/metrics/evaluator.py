@@ -9,7 +9,16 @@ Metric names: `fid`, `kid`, `is`, `precision`, `recall` (standard FID Inception 
 logits; only when the weights are present), `fid_domain`, `kid_domain`, `is_domain`,
 `precision_domain`, `recall_domain` (domain feature space, see study.metrics.domain; NOT
 comparable with published FIDs), `ms_ssim` (mean over ordered pairs of distinct
-generated images, batches of 64, up to 5 batches; spec §7).
+generated images, batches of 64, up to 5 batches; spec §7); with the digits classifier also
+`classes_covered_domain`, `mode_score_domain`, `am_score_domain` (study.metrics.scores; the
+class prior p*(y) is the classifier's mean prediction on the reference train images).
+
+Reference points (issue #15): per protocol the evaluator also scores three fixed image
+sets with the same code, cached on disk, and puts them in `protocol` (hence in every
+results row) as `<metric>_ref_floor` (real train images vs the evaluation split, same
+count: the best a generator can hope for), `<metric>_ref_noise` (uniform noise in [0, 1])
+and `<metric>_ref_mean_image` (the mean train image repeated: total mode collapse), for
+the metrics in REFERENCE_METRICS. A trial that does not beat `_ref_noise` has not learned.
 """
 from __future__ import annotations
 
@@ -25,7 +34,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from study.metrics import domain, frechet, scores
+from study.metrics import cache, domain, frechet, scores
+
+REFERENCE_KINDS = ("floor", "noise", "mean_image")
+# Metrics that get reference points: the FID-like ones and the label-based ones.
+REFERENCE_METRICS = ("fid_domain", "kid_domain", "is_domain", "classes_covered_domain", "mode_score_domain",
+                     "am_score_domain", "fid", "kid", "is")
+REFERENCE_VERSION = "references-v1"  # bump when the reference image sets or their scoring change
+NOISE_SEED = 0
 
 _WARNED: set[str] = set()  # once-per-process warnings (the only module state)
 
@@ -102,6 +118,7 @@ class Evaluator:
         self.is_splits, self.kid_subsets, self.kid_subset_size, self.pr_k = is_splits, kid_subsets, kid_subset_size, pr_k
         self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self.dataset, self.split = dataset, split
+        self._log = log
 
         real_uint8 = np.asarray(data.load(dataset, split, self.image_size))[: self.num_samples]
         self.domain = domain.domain_extractor(dataset, self.image_size, self.channels, self.cache_dir, log)
@@ -128,6 +145,8 @@ class Evaluator:
                 "inception", self.inception.sha256 + resize, real_uint8,
                 jax.jit(self.inception.apply_params), self.inception.params)
 
+        self._prior_domain = None
+        references = self._references(real_uint8, log)
         self.protocol = {
             "fid_features": "inception_2015_12_05_pool3_2048" if self.inception else "none",
             "fid_weights_sha256": self.inception.sha256 if self.inception else "",
@@ -136,7 +155,8 @@ class Evaluator:
             "fid_precision": "float32_highest_stats_float64",
             "fid_real_samples": self.num_samples,
             "fid_fake_samples": self.num_samples,
-            "fid_split": split,
+            # No "fid_split": the split is the trial config's fid_split column, and protocol keys
+            # are merged into rows beside the config (a duplicate key fails the row, study.store).
             "fid_domain_features": self.domain.name,
             "fid_domain_checksum": self.domain.checksum[:16],
             "fid_domain_test_accuracy": float(self.domain.test_accuracy) if self.domain.test_accuracy is not None else float("nan"),
@@ -145,24 +165,86 @@ class Evaluator:
             "kid_subset_size": min(kid_subset_size, self.num_samples),
             "pr_k": pr_k,
             "ms_ssim_scales": scores.ms_ssim_scales(self.image_size),
+            **references,
         }
 
     def _real_features(self, kind: str, checksum: str, real_uint8: np.ndarray, batch_fn, params) -> dict:
         """{'features', 'logits', 'mu', 'sigma'} of the real images, cached as npz."""
         key = _hash(kind, self.dataset, self.split, self.num_samples, self.image_size, self.data_range, checksum)
-        path = self.cache_dir / "real_stats_v1" / f"{self.dataset}_{self.split}_{self.image_size}px_{self.num_samples}_{kind}_{key}.npz"
-        if path.exists():
-            with np.load(path) as stored:
-                return {name: stored[name] for name in stored.files}
+        path = self.cache_dir / "real_stats_v2" / f"{self.dataset}_{self.split}_{self.image_size}px_{self.num_samples}_{kind}_{key}.npz"
+        names = ("features", "logits", "mu", "sigma", "sigma_sqrt")
+        stored = cache.load_arrays(path, names, self._log)  # None when absent or damaged (then rebuilt)
+        if stored is not None:
+            return stored
         images = real_uint8.astype(np.float32) / 255.0
         features, logits = self._batched(lambda i, b: jnp.asarray(_take(images, i, b)), batch_fn, params)
         mu, sigma = frechet.feature_statistics(features)
         result = {"features": features, "logits": logits, "mu": mu, "sigma": sigma, "sigma_sqrt": frechet.psd_sqrt(sigma)}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
-        np.savez(tmp, **result)
-        os.replace(tmp, path)
+        cache.save_arrays(path, result)
         return result
+
+    def reference_images(self) -> dict[str, np.ndarray]:
+        """The three reference sets, float32 [num_samples, H, W, C] in [0, 1]:
+        floor (the first num_samples train images, or all when the train split is smaller),
+        noise (uniform, seed NOISE_SEED), mean_image (the mean train image, repeated)."""
+        from study import data
+
+        train = np.asarray(data.load(self.dataset, "train", self.image_size)).astype(np.float32) / 255.0
+        shape = (self.num_samples, self.image_size, self.image_size, self.channels)
+        noise = np.random.default_rng(NOISE_SEED).uniform(0.0, 1.0, shape).astype(np.float32)
+        mean_image = np.broadcast_to(train.mean(axis=0, dtype=np.float64).astype(np.float32), shape).copy()
+        return {"floor": train[: self.num_samples], "noise": noise, "mean_image": mean_image}
+
+    def _references(self, real_uint8: np.ndarray, log) -> dict[str, float]:
+        """`<metric>_ref_<kind>` of the reference sets (see the module docstring), cached per
+        protocol (extractors, split, sample count, size, metric settings) in a verified file."""
+        key = _hash(REFERENCE_VERSION, self.dataset, self.split, self.num_samples, self.image_size, self.domain.checksum,
+                    self.inception.sha256 + self.inception.resize_name if self.inception else "",
+                    self.is_splits, self.kid_subsets, self.kid_subset_size, self.pr_k, NOISE_SEED)
+        path = self.cache_dir / "references_v1" / f"{self.dataset}_{self.split}_{self.image_size}px_{self.num_samples}_{key}.npz"
+        stored = cache.load_arrays(path, ("prior_domain",), log)
+        if stored is None:
+            stored = self._compute_references()
+            cache.save_arrays(path, stored)
+        prior = stored.pop("prior_domain")
+        self._prior_domain = prior if prior.size else None
+        return {name: float(value) for name, value in sorted(stored.items())}
+
+    def _compute_references(self) -> dict[str, np.ndarray]:
+        unit_domain = jax.jit(lambda params, x: _domain_apply(params, x))
+        sets = self.reference_images()
+        prior = np.zeros(0)
+        if self.domain.has_classifier:
+            # p*(y): the classifier's mean prediction on the floor's real train images.
+            _, train_logits = self._batched_images(sets["floor"], unit_domain, self.domain.params)
+            prior = np.exp(scores.log_softmax(train_logits)).mean(axis=0)
+            self._prior_domain = prior
+        values: dict[str, np.ndarray] = {"prior_domain": prior}
+        for kind, images in sets.items():
+            features, logits = self._batched_images(images, unit_domain, self.domain.params)
+            metrics = self._scores(self._real_domain, features, logits, "_domain", self.domain.has_classifier)
+            metrics.update(self._class_scores(logits))
+            if self.inception is not None:
+                features, logits = self._batched_images(images, jax.jit(self.inception.apply_params), self.inception.params)
+                metrics.update(self._scores(self._real_inception, features, logits, "", True))
+            for name in REFERENCE_METRICS:
+                if name in metrics:
+                    values[f"{name}_ref_{kind}"] = np.asarray(metrics[name], np.float64)
+        return values
+
+    def _batched_images(self, images: np.ndarray, batch_fn, params):
+        """(features, logits) of an in-memory image set [n, H, W, C] in [0, 1], n <= num_samples."""
+        n = len(images)
+        features, logits = self._batched(lambda i, b: jnp.asarray(_take(images, min(i, (n - 1) // b), b)), batch_fn, params)
+        return features[:n], logits[:n]
+
+    def _class_scores(self, logits: np.ndarray) -> dict[str, float]:
+        """Label-based scores of the domain classifier's logits (digits only; empty otherwise)."""
+        if not self.domain.has_classifier or self._prior_domain is None:
+            return {}
+        return {"classes_covered_domain": float(scores.classes_covered(logits)),
+                "mode_score_domain": scores.mode_score(logits, self._prior_domain),
+                "am_score_domain": scores.am_score(logits, self._prior_domain)}
 
     def _batched(self, sample_fn, batch_fn, params, keep_images: int = 0):
         """Runs batch_fn over ceil(N / batch) batches of sample_fn; host float64 (features, logits)[:N] (+ images)."""
@@ -202,6 +284,7 @@ class Evaluator:
         """Metrics of the generator behind sample_fn(batch_index, batch_size) -> [batch_size, H, W, C] in data_range."""
         features, logits, kept = self._batched(sample_fn, self._domain_batch, self.domain.params, keep_images=5 * 64)
         metrics = self._scores(self._real_domain, features, logits, "_domain", self.domain.has_classifier)
+        metrics.update(self._class_scores(logits))
         metrics["ms_ssim"] = self._ms_ssim(kept)
         if self.inception is not None:
             # Second pass over the same samples (sample_fn must be deterministic in batch_index).

@@ -15,11 +15,14 @@ import math
 import pathlib
 import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from study.config import ConfigError, TrialConfig
+
+if TYPE_CHECKING:
+    from study.location import Location
 
 # Divergence: losses or gradients that stop being finite end a trial at once; a
 # discriminator whose loss collapses to ~0 while a gradient norm explodes, for
@@ -73,20 +76,63 @@ def save_grid(images: np.ndarray, data_range: tuple[float, float], path: pathlib
     tmp.replace(path)
 
 
+class TrialFolderMismatch(ConfigError):
+    """A trial folder that already holds another configuration (one line, names the fields)."""
+
+
+def check_folder_config(config: TrialConfig, trial_dir: "Location") -> None:
+    """Refuses a trial folder whose recorded config.json differs from `config`: resuming
+    there would continue another configuration's checkpoint and mix its rows."""
+    from study import store
+
+    recorded_at = trial_dir / store.CONFIG_FILE
+    if not recorded_at.exists():
+        return
+    try:
+        recorded = recorded_at.read_json()
+    except Exception as error:  # unreadable: the folder's rows and checkpoints decide alone
+        print(f"warning: {recorded_at} is unreadable ({type(error).__name__}); rewriting it", file=sys.stderr)
+        return
+    current = config.to_dict()
+    differing = sorted(k for k in set(recorded) | set(current) if recorded.get(k, None) != current.get(k, None))
+    if differing:
+        shown = ", ".join(f"{k}={recorded.get(k)!r} there, {current.get(k)!r} now" for k in differing[:4])
+        more = f" (+{len(differing) - 4} more)" if len(differing) > 4 else ""
+        raise TrialFolderMismatch(f"out={trial_dir} holds another configuration ({shown}{more}); "
+                                  f"use another out= or delete that folder")
+
+
+def _write_grid(images: np.ndarray, data_range: tuple[float, float], location: "Location") -> None:
+    """save_grid through the trial's storage (a local file, or a scratch file uploaded)."""
+    import tempfile
+
+    if location.is_local:
+        save_grid(images, data_range, location.local_path)
+        return
+    with tempfile.TemporaryDirectory(prefix="gan-study-grid-") as scratch:
+        path = pathlib.Path(scratch) / location.name
+        save_grid(images, data_range, path)
+        location.write_bytes(path.read_bytes())
+
+
 def run_trial(
     config: TrialConfig,
-    out_dir: pathlib.Path | str,
+    out_dir: "pathlib.Path | str | Location",
     *,
     identity: Mapping[str, Any] | None = None,
     on_eval: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
+    keep_checkpoints: str = "final",
 ) -> dict[str, Any]:
     """Trains and evaluates one configuration; resumes from `out_dir`'s latest checkpoint.
 
-    Writes `out_dir/rows.parquet` (one row per evaluation, see study.store), sample grids,
-    and orbax checkpoints under `out_dir/checkpoints` (at every evaluation). Returns the
-    final row. A diverged trial returns normally with status "diverged"; other errors
-    are recorded as status "failed" with their reason and re-raised.
+    `out_dir` is a local folder or any study storage (s3://..., see study.location): the
+    trial writes `rows.parquet` (one row per evaluation, see study.store), sample grids
+    and checkpoints (at every evaluation, verified on restore, kept per
+    `keep_checkpoints`, see study.checkpoint) there, so a retry on any node resumes.
+    Returns the final row. A diverged trial returns normally with status "diverged";
+    other errors are recorded as status "failed" with their reason and re-raised. A
+    folder holding another configuration is refused (TrialFolderMismatch).
     """
     import jax
 
@@ -94,26 +140,33 @@ def run_trial(
     from study import train as training
     from study.checkpoint import Checkpoints
     from study.data.pipeline import BatchStream, Prefetcher
+    from study.location import at
     from study.metrics import Evaluator
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store.write_json_atomic(config.to_dict(), out_dir / "config.json")
-    rows = store.TrialRows(out_dir, identity or {}, config)
+    location = at(out_dir)
+    if location.is_local:
+        location.mkdir()
+    check_folder_config(config, location)
+    (location / store.CONFIG_FILE).write_json(config.to_dict())
+    rows = store.TrialRows(location, identity or {}, config)
     started = time.perf_counter()
     step = 0
     batches = None
+    checkpoints = None
     try:
         program = training.get_program(config)
         init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
         state = training.init_state(program, config, init_key)
-        checkpoints = Checkpoints(out_dir / "checkpoints")
+        checkpoints = Checkpoints(location / "checkpoints", keep=keep_checkpoints)
+        if rows.damaged:
+            # Rows before the checkpoint are lost: resuming would leave them missing.
+            checkpoints.discard_all()
         restored = checkpoints.restore_latest(state)
         meta: dict[str, Any] = {"device_seconds": 0.0, "wall_time_s": 0.0}
         if restored is not None:
             state, meta = restored
-            log(f"[{config.trial_id}] resuming from step {int(state.step)} (checkpoint in {checkpoints.directory})")
+            log(f"[{config.trial_id}] resuming from step {int(state.step)} (checkpoint in {checkpoints.location})")
         step = int(state.step)
         device_seconds = float(meta["device_seconds"])
         wall_offset = float(meta["wall_time_s"])
@@ -171,8 +224,8 @@ def run_trial(
             generator_vars = state.generator
             results = evaluator.evaluate(lambda index, size: program.sample(generator_vars, index, size))
             grid = np.asarray(program.sample(generator_vars, 0, min(SAMPLE_GRID * SAMPLE_GRID, config.eval_samples)))
-            save_grid(grid, tuple(gan.data_range), out_dir / f"samples_step{step:08d}.png")
-            save_grid(grid, tuple(gan.data_range), out_dir / "samples.png")
+            _write_grid(grid, tuple(gan.data_range), location / f"samples_step{step:08d}.png")
+            _write_grid(grid, tuple(gan.data_range), location / "samples.png")
             now = time.perf_counter()
             device_seconds += now - span_start
             row = {
@@ -194,18 +247,20 @@ def run_trial(
             # resume and replaces the row with an identical one.
             rows.add(step, row)
             checkpoints.save(step, state, {"device_seconds": device_seconds, "wall_time_s": row["wall_time_s"]})
+            checkpoints.prune({s: r.get("score", float("nan")) for s, r in rows.rows.items()}, finished=False)
             log(f"[{config.trial_id}] step {step}/{config.train_steps} score {row['score']:.3f} "
                 f"d_loss {row['d_loss']:.4f} g_loss {row['g_loss']:.4f} {row['images_per_s']:.0f} img/s")
             if on_eval is not None:
                 on_eval({**rows.rows[step], "best_score": rows.best})
             span_start = time.perf_counter()
             calls = 0
-        checkpoints.close()
         rows.mark_final("completed")
+        checkpoints.prune({}, finished=True)
     except Diverged as reason:
         log(f"[{config.trial_id}] diverged: {reason}")
         rows.mark_final("diverged", error=str(reason), diverged=True, step=step,
                         extra={**last_metrics, "diverged": True})
+        checkpoints.prune({}, finished=True)
         final = {**rows.rows[max(rows.rows)], "best_score": rows.best}
         if on_eval is not None:
             on_eval(final)
@@ -217,6 +272,8 @@ def run_trial(
     finally:
         if batches is not None:
             batches.close()
+        if checkpoints is not None:
+            checkpoints.close()
     return {**rows.rows[max(rows.rows)], "best_score": rows.best}
 
 
@@ -256,6 +313,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = pathlib.Path(out or f"studies/trials/{config.trial_id}")
     try:
         final = run_trial(config, out_dir, identity={"study": "trial", "search": "explicit", "round": 0})
+    except TrialFolderMismatch as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -30,6 +30,7 @@ import orbax.checkpoint as ocp
 from study.location import Location, at
 
 KEEP_POLICIES = ("final", "none", "all")
+COMMITTED = ".committed"  # `<step>.committed` beside an uploaded step: its upload is complete
 DIGEST = "state_digest"
 
 
@@ -92,7 +93,8 @@ class Checkpoints:
     def steps(self) -> list[int]:
         """Checkpoint steps in the storage (what a retried trial anywhere would see)."""
         if self.remote:
-            return sorted(int(name) for name in self.location.children() if name.isdigit())
+            names = set(self.location.children())
+            return sorted(int(name) for name in names if name.isdigit() and f"{name}{COMMITTED}" in names)
         return sorted(int(s) for s in self.manager.all_steps())
 
     def save(self, step: int, state: Any, meta: dict) -> None:
@@ -105,6 +107,7 @@ class Checkpoints:
         self.manager.wait_until_finished()
         if self.remote:
             (self.location / str(int(step))).upload(self.directory / str(int(step)))
+            (self.location / f"{int(step)}{COMMITTED}").write_text(meta[DIGEST])
 
     def restore_latest(self, like: Any) -> tuple[Any, dict] | None:
         """(state, meta) of the newest checkpoint that reads and verifies, or None if none does."""
@@ -136,6 +139,7 @@ class Checkpoints:
     def delete(self, step: int) -> None:
         shutil.rmtree(self.directory / str(int(step)), ignore_errors=True)
         if self.remote:
+            (self.location / f"{int(step)}{COMMITTED}").delete()  # first: a half-deleted step is not listed
             (self.location / str(int(step))).delete()
         self.manager.reload()
 

@@ -24,19 +24,12 @@ from study.config import ConfigError, TrialConfig
 if TYPE_CHECKING:
     from study.location import Location
 
-# Divergence: losses or gradients that stop being finite end a trial at once; a
-# discriminator whose loss collapses to ~0 while a gradient norm explodes, for
-# COLLAPSE_CHECKS consecutive checks (CHECK_EVERY updates apart), ends it too.
-CHECK_EVERY = 10  # train-step calls between host-side divergence checks
-COLLAPSE_D_LOSS = 1e-3
-COLLAPSE_GRAD_NORM = 1e3
-COLLAPSE_CHECKS = 5
+# The divergence rules and the loop's other periodic side effects live in study.hooks.
+from study.hooks import (CHECK_EVERY, COLLAPSE_CHECKS, COLLAPSE_D_LOSS, COLLAPSE_GRAD_NORM,  # noqa: F401
+                         Diverged, DivergenceCheck, ProgressLine, SaveCheckpoint, WriteRow, WriteSamples)
+from study.hooks import to_host as _to_host  # noqa: F401
 
 SAMPLE_GRID = 8  # an 8x8 grid of evaluation samples per evaluation
-
-
-class Diverged(Exception):
-    """Training diverged; the message is the reason recorded in the results."""
 
 
 def score_of(metrics: Mapping[str, float]) -> float:
@@ -179,11 +172,17 @@ def run_trial(
             num_samples=config.eval_samples, data_range=tuple(gan.data_range),
         )
         n_dis = config.discriminator_steps
-        collapse_run = 0
         last_metrics: dict[str, float] = {}
         span_start = time.perf_counter()
         calls = 0
         compile_seconds = None
+        # The loop's side effects, each a small periodic action (study.hooks).
+        every, last = config.eval_every, config.train_steps
+        divergence = DivergenceCheck()
+        hooks_rows = WriteRow(every, last, rows)
+        hooks_samples = WriteSamples(every, last, location, _write_grid, gan.data_range)
+        hooks_checkpoint = SaveCheckpoint(every, last, checkpoints, rows)
+        hooks_progress = ProgressLine(every, last, config.trial_id, log)
         # The next groups of real batches are gathered and put on the device on a
         # background thread while the current step runs; the order is the stream's.
         batches = Prefetcher(stream, n_dis, depth=2)
@@ -202,20 +201,8 @@ def run_trial(
                 span_start = time.perf_counter()
             else:
                 calls += 1
-            at_eval = step % config.eval_every == 0 or step >= config.train_steps
-            if calls % CHECK_EVERY == 0 or at_eval:
-                last_metrics = _to_host(metrics)
-                if not last_metrics.pop("finite"):
-                    bad = sorted(k for k, v in last_metrics.items() if not math.isfinite(v))
-                    raise Diverged(f"non-finite {', '.join(bad)} at step {step}")
-                collapsed = last_metrics["d_loss"] < COLLAPSE_D_LOSS and max(
-                    last_metrics["d_grad_norm"], last_metrics["g_grad_norm"]) > COLLAPSE_GRAD_NORM
-                collapse_run = collapse_run + 1 if collapsed else 0
-                if collapse_run >= COLLAPSE_CHECKS:
-                    raise Diverged(
-                        f"discriminator loss collapsed below {COLLAPSE_D_LOSS:g} with gradient norm above "
-                        f"{COLLAPSE_GRAD_NORM:g} for {COLLAPSE_CHECKS * CHECK_EVERY} updates, at step {step}"
-                    )
+            at_eval = hooks_rows.due(step)
+            last_metrics = divergence(step, calls, metrics, at_eval) or last_metrics
             if not at_eval:
                 continue
             jax.block_until_ready(state)
@@ -224,8 +211,7 @@ def run_trial(
             generator_vars = state.generator
             results = evaluator.evaluate(lambda index, size: program.sample(generator_vars, index, size))
             grid = np.asarray(program.sample(generator_vars, 0, min(SAMPLE_GRID * SAMPLE_GRID, config.eval_samples)))
-            _write_grid(grid, tuple(gan.data_range), location / f"samples_step{step:08d}.png")
-            _write_grid(grid, tuple(gan.data_range), location / "samples.png")
+            hooks_samples(step, grid)
             now = time.perf_counter()
             device_seconds += now - span_start
             row = {
@@ -245,11 +231,9 @@ def run_trial(
             row["score"] = score_of(row)
             # Rows first, then the checkpoint: a kill in between re-evaluates this step on
             # resume and replaces the row with an identical one.
-            rows.add(step, row)
-            checkpoints.save(step, state, {"device_seconds": device_seconds, "wall_time_s": row["wall_time_s"]})
-            checkpoints.prune({s: r.get("score", float("nan")) for s, r in rows.rows.items()}, finished=False)
-            log(f"[{config.trial_id}] step {step}/{config.train_steps} score {row['score']:.3f} "
-                f"d_loss {row['d_loss']:.4f} g_loss {row['g_loss']:.4f} {row['images_per_s']:.0f} img/s")
+            hooks_rows(step, row)
+            hooks_checkpoint(step, state, {"device_seconds": device_seconds, "wall_time_s": row["wall_time_s"]})
+            hooks_progress(step, row)
             if on_eval is not None:
                 on_eval({**rows.rows[step], "best_score": rows.best})
             span_start = time.perf_counter()

@@ -238,7 +238,8 @@ def test_a_lost_worker_node_resumes_the_trial_at_its_checkpoint_on_a_fresh_node(
         deadline, saved = time.time() + 400, []
         while time.time() < deadline and not saved and driver.poll() is None:
             for trial_id in trials.children():
-                saved = [int(s) for s in (trials / trial_id / "checkpoints").children() if s.isdigit()]
+                saved = [int(s.split(".")[0]) for s in (trials / trial_id / "checkpoints").children()
+                         if s.endswith(".committed")]
             time.sleep(0.5)
         assert saved, "no checkpoint reached the storage: " + (cluster.root / "driver.log").read_text()[-3000:]
         cluster.kill_worker(worker)

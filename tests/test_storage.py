@@ -139,6 +139,8 @@ def test_checkpoints_on_s3_are_restored_by_another_process_scratch(s3):
     first.save(20, _state(2.0), {"k": 2})
     first.prune({10: 1.0, 20: 2.0}, finished=False)  # running: last (20) and best (10) stay
     assert first.steps() == [10, 20]
+    (at(uri) / "30" / "state" / "part").write_bytes(b"half")  # a node lost mid-upload: no 30.committed
+    assert first.steps() == [10, 20]
     first.close()  # its scratch folder is gone, as on a lost node
     second = Checkpoints(uri, keep="final")
     state, meta = second.restore_latest(_state(0.0))

@@ -450,6 +450,35 @@ def _prepare_out(out: pathlib.Path) -> None:
                 shutil.rmtree(out / name)
 
 
+def localize_study(study_dir) -> pathlib.Path:
+    """A study directory on this machine: a local path as is; a URI (s3://, gs://) is
+    downloaded to a local cache first (its results, manifest and sample grids; not the
+    checkpoints), so the report reads a remote study like a local one."""
+    text = str(study_dir)
+    if "://" not in text or text.startswith("file://"):
+        return pathlib.Path(text[len("file://"):] if text.startswith("file://") else text)
+    from study.location import StorageError, at, local_cache
+
+    try:
+        study = at(text)
+        if not study.exists():
+            raise StudyDataError(f"study {text} does not exist; expected a study written by python -m study.run")
+        cache = local_cache(study)
+        for name in ("manifest.json", "results.parquet"):
+            if (study / name).exists():
+                (study / name).download(cache / name)
+        trials = study / "trials"
+        for trial_id in trials.children():
+            for name in (trials / trial_id).children():
+                if name.endswith(".png"):
+                    (trials / trial_id / name).download(cache / "trials" / trial_id / name)
+    except StorageError as error:
+        raise StudyDataError(str(error)) from None
+    except OSError as error:
+        raise StudyDataError(f"study {text} cannot be read: {str(error).splitlines()[0]}") from None
+    return cache
+
+
 def build_report(study_dirs, out_dir=None, top: float = 0.05, n_boot: int = 200, seed: int = 0) -> pathlib.Path:
     """Builds the report of one or several study directories; returns the path of index.html.
 
@@ -459,7 +488,7 @@ def build_report(study_dirs, out_dir=None, top: float = 0.05, n_boot: int = 200,
     """
     if isinstance(study_dirs, (str, pathlib.Path)):
         study_dirs = [study_dirs]
-    study_dirs = list(study_dirs)
+    study_dirs = [localize_study(d) for d in study_dirs]
     if not (isinstance(top, (int, float)) and 0 < top <= 1):
         raise StudyDataError(f"--top {top!r} is out of range; expected a fraction in (0, 1], e.g. 0.05")
     if out_dir is None:

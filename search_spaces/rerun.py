@@ -36,10 +36,15 @@ def load_results(study_dir: pathlib.Path | str):
     """The source study's results table (`STUDY_DIR/results.parquet`)."""
     import pandas as pd
 
-    path = pathlib.Path(study_dir) / RESULTS_FILE
-    if not path.exists():
-        raise RerunError(f"--from {study_dir}: no {RESULTS_FILE} there; is it a finished study directory?")
-    return pd.read_parquet(path)
+    from study.location import StorageError, at  # pyarrow only: a study may live at s3://...
+
+    try:
+        path = at(study_dir) / RESULTS_FILE
+        if not path.exists():
+            raise RerunError(f"--from {study_dir}: no {RESULTS_FILE} there; is it a finished study directory?")
+        return path.read_parquet()
+    except (StorageError, OSError) as error:
+        raise RerunError(f"--from {study_dir}: cannot read {RESULTS_FILE}: {str(error).splitlines()[0]}") from None
 
 
 def _clean(value: Any) -> Any:

@@ -154,8 +154,13 @@ def _is_finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _write_json_atomic(data: Any, path: pathlib.Path) -> None:
-    path = pathlib.Path(path)
+def _write_json_atomic(data: Any, path: Any) -> None:
+    from study.location import Location
+
+    if isinstance(path, Location) and not path.is_local:
+        path.write_text(json.dumps(data, sort_keys=True))  # one PUT: atomic on an object store
+        return
+    path = path.local_path if isinstance(path, Location) else pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -385,12 +390,14 @@ class RoundOptimizer:
     def save(self, path: pathlib.Path | str) -> None:
         """Writes the state atomically (temporary file, fsync, rename): a kill leaves the
         previous or the new state, never a torn one."""
-        _write_json_atomic(self.to_state(), pathlib.Path(path))
+        _write_json_atomic(self.to_state(), path)
 
     @classmethod
-    def load(cls, path: pathlib.Path | str, space: Space) -> "RoundOptimizer":
+    def load(cls, path: Any, space: Space) -> "RoundOptimizer":
+        from study.location import at
+
         try:
-            state = json.loads(pathlib.Path(path).read_text())
+            state = json.loads(at(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise BayesError(f"cannot read Bayesian state {path}: {error}") from None
         return cls.from_state(state, space)
@@ -424,7 +431,9 @@ def synthetic_trainable(params: dict[str, Any]) -> None:
     from study.config import TrialConfig
     from study.tune import _arm, _report_metrics
 
-    study_dir = pathlib.Path(params["study_dir"])
+    from study.location import at
+
+    study_dir = at(params["study_dir"])
     identity = dict(params.get("identity", {}))
     for trial in params["trials"]:
         config = TrialConfig.from_dict(trial)
@@ -449,7 +458,9 @@ def trial_outcome(study_dir: pathlib.Path, trial_id: str) -> tuple[str, float] |
 
     from study import store
 
-    ended = store.read_final(pathlib.Path(study_dir) / store.TRIALS_DIR / trial_id)
+    from study.location import at
+
+    ended = store.read_final(at(study_dir) / store.TRIALS_DIR / trial_id)
     if ended is None or ended[1]["status"] not in ("completed", "diverged", "failed"):
         return None
     rows, final = ended
@@ -483,8 +494,11 @@ def trial_dict(arm: Mapping[str, Any], params: Mapping[str, Any], overrides: Map
     return TrialConfig.from_dict({**arm, **params, **overrides, "seed": seed}, coerce_strings=True).to_dict()
 
 
-def state_path(study_dir: pathlib.Path, arm: Mapping[str, Any]) -> pathlib.Path:
-    return pathlib.Path(study_dir) / BAYES_DIR / f"{arm_key(arm)}.json"
+def state_path(study_dir: Any, arm: Mapping[str, Any]):
+    """The arm's optimizer state in the study's storage (a study.location.Location)."""
+    from study.location import at
+
+    return at(study_dir) / BAYES_DIR / f"{arm_key(arm)}.json"
 
 
 def run_bayesian(study_dir: pathlib.Path, space: Space, arms: Sequence[Mapping[str, Any]], *,
@@ -507,7 +521,9 @@ def run_bayesian(study_dir: pathlib.Path, space: Space, arms: Sequence[Mapping[s
     from study import store, tune
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    study_dir = pathlib.Path(study_dir).absolute()
+    from study.location import at
+
+    study_dir = at(study_dir)
     if not arms:
         raise BayesError(f"space {space.name!r}: no arms to optimize")
     trainable = trainable or tune.trainable
@@ -525,7 +541,7 @@ def run_bayesian(study_dir: pathlib.Path, space: Space, arms: Sequence[Mapping[s
 
     tune.init_ray(getattr(args, "address", None))
     progress = tune.Progress(len(arms) * space.rounds * space.round_size, study_dir, stream=_Stderr())
-    storage_path = getattr(args, "storage", None) or str(study_dir)
+    storage_path = study_dir.uri  # Ray's experiment state lives in the study's own storage
     retries = int(getattr(args, "retries", 2))
     trainable_with_resources = ray_tune.with_resources(
         trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
@@ -606,13 +622,16 @@ def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, 
     # without a finished outcome (each resumes from its own checkpoints), so Ray's own
     # experiment state is never needed to continue.
     attempt = 0
-    while (pathlib.Path(storage_path) / f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}").exists():
+    from study.location import at
+
+    taken = set(at(storage_path).children())
+    while f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}" in taken:
         attempt += 1
     name = f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}"
     tuner = ray_tune.Tuner(
         trainable,
         param_space={
-            "study_dir": str(study_dir),
+            "study_dir": at(study_dir).uri,
             "identity": {**identity, "round": round_index},
             "trials": ray_tune.grid_search([[trial] for _, _, trial in to_run.values()]),
         },

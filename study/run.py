@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import search_spaces
 from study.config import ConfigError, TrialConfig
+from study.location import StorageError, at
 
 
 class UsageError(ValueError):
@@ -45,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="with --space rerun: the finished study whose best settings are re-trained")
     parser.add_argument("--top", type=int, default=None,
                         help="with --space rerun: best settings per arm of the source study (default: 5)")
-    parser.add_argument("--out", default=None, help="study directory (default: a new folder under studies/)")
+    parser.add_argument("--out", default=None,
+                        help="where the study lives: a folder, an NFS path, or a URI (s3://bucket/study, "
+                             "gs://...); on a multi-node cluster every node must reach it (default: a new "
+                             "folder under studies/)")
     parser.add_argument("--dry-run", action="store_true", help="print the trial table and count, run nothing")
     parser.add_argument("--json", action="store_true", help="with --dry-run: one TrialConfig JSON per line")
     parser.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -57,8 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
                              "concurrent slot busy, at least 4 per slot)")
     parser.add_argument("--retries", type=int, default=2, help="retries of a failed trial before it is recorded as failed")
     parser.add_argument("--address", default=None, help="Ray cluster address (default: $RAY_ADDRESS or a local Ray)")
-    parser.add_argument("--storage", default=None, help="Ray storage path or URI (shared on a cluster)")
-    parser.add_argument("--resume", default=None, metavar="STUDY_DIR", help="continue a killed study")
+    parser.add_argument("--storage", default=None, metavar="URI",
+                        help="old name of --out (a study has one storage); give --out instead")
+    parser.add_argument("--keep-checkpoints", default="final", choices=("final", "none", "all"),
+                        help="checkpoints a trial keeps once it ends (while it runs: its latest and its "
+                             "best); default final")
+    parser.add_argument("--resume", default=None, metavar="STUDY_DIR", help="continue a killed study (folder or URI)")
     parser.add_argument("--no-report", action="store_true", help="skip building the analysis report")
     parser.add_argument("--report-every", type=int, default=None, metavar="N",
                         help="rebuild STUDY_DIR/report/index.html every N ended trials while the study runs "
@@ -156,7 +164,7 @@ def _plan_rerun(args: argparse.Namespace, space: search_spaces.Space):
         trials, settings = rerun.rerun_trials(results, TrialConfig.field_names(), top, seeds, arm_filter)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    args.rerun_of = {"source": str(pathlib.Path(args.source).absolute()), "top": top, "seeds": seeds,
+    args.rerun_of = {"source": at(args.source).uri, "top": top, "seeds": seeds,
                      "settings": settings}
     return space, rerun.arms_of(settings), _resolve(space, trials, _parse_overrides(args.overrides))
 
@@ -194,14 +202,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.storage is not None:
+            # One storage per study: --storage is --out's old name.
+            if args.out is not None and at(args.out) != at(args.storage):
+                raise UsageError(f"--storage {args.storage} differs from --out {args.out}; a study has one "
+                                 f"storage now: give --out URI only")
+            args.out, args.storage = args.storage, None
         if args.resume:
-            study_dir = pathlib.Path(args.resume)
+            study_dir = at(args.resume)
             manifest_path = study_dir / "manifest.json"
             if not manifest_path.exists():
                 raise UsageError(f"--resume {study_dir}: no manifest.json there; is it a study directory?")
-            original = json.loads(manifest_path.read_text())["argv"]
+            original = manifest_path.read_json()["argv"]
             args = parser.parse_args([*original, *argv])
-            args.out = str(study_dir)
+            args.storage = None
+            args.out = study_dir.uri
         space, arms, trials = plan_trials(args)
         from study.tune import Resources
 
@@ -213,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
         if args.report_every is not None and args.report_every < 0:
             raise UsageError(f"--report-every={args.report_every} is not allowed; it must be >= 0 (0: only at the end)")
-    except (UsageError, ConfigError, ValueError) as error:
+    except (UsageError, ConfigError, StorageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
@@ -222,19 +237,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     return run_study(args, argv, space, arms, trials, resources)
 
 
+EXIT_MISSING = 3  # trials that left no final row (lost node, Ray gave up): never exit 0
+
+
 def run_study(args, argv, space, arms, trials, resources) -> int:
     import time
 
+    from study import location as location_module
     from study import store, tune
 
-    study_dir = pathlib.Path(args.out) if args.out else default_study_dir(space.name)
-    study_dir.mkdir(parents=True, exist_ok=True)
+    study_dir = at(args.out) if args.out else at(default_study_dir(space.name))
     resuming = bool(args.resume)
+    if not resuming and (study_dir / "manifest.json").exists():
+        print(f"error: {study_dir} already holds a study; use --resume {study_dir} or another --out",
+              file=sys.stderr)
+        return 2
+    try:
+        study_dir.mkdir()
+        tune.init_ray(args.address)
+        location_module.check_reachable(study_dir)
+    except (StorageError, OSError) as error:
+        print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
     if not resuming:
-        if (study_dir / "manifest.json").exists():
-            print(f"error: {study_dir} already holds a study; use --resume {study_dir} or another --out",
-                  file=sys.stderr)
-            return 2
         extra = {"rerun_of": args.rerun_of} if getattr(args, "rerun_of", None) else None
         tune.new_manifest(study_dir, space=space.name, search=space.search, arms=arms,
                           trials_total=len(trials) if space.search != "bayesian" else len(arms) * space.rounds * space.round_size,
@@ -248,11 +273,14 @@ def run_study(args, argv, space, arms, trials, resources) -> int:
         from study.live_report import DEFAULT_EVERY, LiveReport
 
         every = DEFAULT_EVERY if args.report_every is None else args.report_every
-        # Bayesian studies build it at the end only (their rounds have their own progress).
-        live = LiveReport(study_dir, every) if every and space.search != "bayesian" else None
+        # Bayesian studies build it at the end only (their rounds have their own progress); a
+        # study in remote storage too (its report is built from a local copy at the end).
+        if every and space.search != "bayesian" and study_dir.is_local:
+            live = LiveReport(study_dir.local_path, every)
         # The path first (open it while the study runs); it is also the last line at the end.
         when = f"rebuilt every {every} ended trials and at the end" if live else "built at the end"
-        print(f"report: {(study_dir / 'report' / 'index.html').resolve()} ({when})", flush=True)
+        where = (study_dir.local_path / "report" / "index.html").resolve() if study_dir.is_local else study_dir.uri
+        print(f"report: {where} ({when})", flush=True)
     if space.search == "bayesian":
         from study import bayes
 
@@ -261,25 +289,35 @@ def run_study(args, argv, space, arms, trials, resources) -> int:
         except bayes.BayesError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        missing: list[str] = []
     else:
         tune.run_grid(study_dir, trials, identity=identity, resources=resources, pack=args.pack,
-                      retries=args.retries, address=args.address, storage=args.storage, resume=resuming,
-                      on_progress=live.update if live else None)
+                      retries=args.retries, address=args.address, resume=resuming,
+                      keep_checkpoints=args.keep_checkpoints, on_progress=live.update if live else None)
+        # Every launched trial ends with a final row: one whose rows never reached the
+        # storage (or stopped without a final row) is recorded as failed, with the reason.
+        missing = store.mark_missing(study_dir, trials, identity, arm_of=search_spaces.arm_name)
     if live is not None:
         live.finish()
     frame = store.collect(study_dir)
-    manifest = json.loads((study_dir / "manifest.json").read_text())
+    manifest = tune.read_manifest(study_dir)
     wall = float(manifest.get("wall_time_s", 0.0)) + time.time() - started
+    disk = store.disk_use(study_dir)
     tune.write_manifest(study_dir, finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                        wall_time_s=wall, references=store.reference_points(frame))
+                        wall_time_s=wall, disk_bytes_per_trial=disk, disk_bytes=sum(disk.values()),
+                        keep_checkpoints=args.keep_checkpoints, trials_missing=missing,
+                        references=store.reference_points(frame))
     summary = _summary(frame)
+    if missing:
+        summary += (f"; MISSING {len(missing)} of {len(trials)} trial(s) (recorded as failed: "
+                    f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); --resume {study_dir} retries them")
     print(summary, file=sys.stderr)
     if not args.no_report:
         from analysis.report import build_report
 
-        index = build_report([study_dir])
+        index = build_report([study_dir.uri])
         print(index)
-    return 0
+    return EXIT_MISSING if missing else 0
 
 
 def _summary(frame) -> str:

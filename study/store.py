@@ -11,14 +11,17 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import sys
 import tempfile
 from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
 from study.config import TrialConfig
+from study.location import Location, at
 
 ROWS_FILE = "rows.parquet"
+CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.parquet"
 TRIALS_DIR = "trials"
 
@@ -32,7 +35,10 @@ REFERENCE_KINDS = ("floor", "noise", "mean_image")
 STATUSES = ("running", "completed", "diverged", "failed")
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: pathlib.Path) -> None:
+def write_parquet_atomic(frame: pd.DataFrame, path: "pathlib.Path | Location") -> None:
+    if isinstance(path, Location):
+        path.write_parquet(frame)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -44,7 +50,10 @@ def write_parquet_atomic(frame: pd.DataFrame, path: pathlib.Path) -> None:
             os.remove(tmp)
 
 
-def write_json_atomic(data: Mapping[str, Any], path: pathlib.Path) -> None:
+def write_json_atomic(data: Mapping[str, Any], path: "pathlib.Path | Location") -> None:
+    if isinstance(path, Location):
+        path.write_json(data)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
@@ -66,20 +75,39 @@ def _normalize(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 class TrialRows:
-    """The rows of one trial, kept in memory and mirrored to `trial_dir/rows.parquet`."""
+    """The rows of one trial, kept in memory and mirrored to `trial_dir/rows.parquet`
+    (a local folder or any study storage, see study.location).
 
-    def __init__(self, trial_dir: pathlib.Path, identity: Mapping[str, Any], config: TrialConfig):
-        self.path = pathlib.Path(trial_dir) / ROWS_FILE
+    A rows file that cannot be read (truncated, garbled) is not fatal: the trial starts
+    with no rows, `damaged` is True (its caller then discards checkpoints the lost rows
+    belonged to and retrains), and a warning names the file.
+    """
+
+    def __init__(self, trial_dir: "pathlib.Path | str | Location", identity: Mapping[str, Any],
+                 config: TrialConfig):
+        self.location = at(trial_dir) / ROWS_FILE
         self.fixed = {**identity, "trial_id": config.trial_id, **config.to_dict()}
         self.rows: dict[int, dict[str, Any]] = {}
-        if self.path.exists():
-            for row in pd.read_parquet(self.path).to_dict("records"):
+        self.damaged = False
+        if self.location.exists():
+            try:
+                records = self.location.read_parquet().to_dict("records")
+            except Exception as error:
+                self.damaged = True
+                records = []
+                print(f"warning: {self.location} is unreadable ({type(error).__name__}); the trial is "
+                      f"trained again from its start", file=sys.stderr, flush=True)
+            for row in records:
                 self.rows[int(row["step"])] = row
+
+    @property
+    def path(self) -> pathlib.Path:
+        return self.location.local_path
 
     def _check_disjoint(self, values: Mapping[str, Any]) -> None:
         """A metric must never overwrite a config or identity column (a D-loss term named
         `penalty` once replaced the config's penalty name and broke the row's schema). A value
-        that restates its column (the evaluator's `fid_split`) is fine."""
+        that restates its column (the evaluator's protocol `fid_split`) is no collision."""
         clash = sorted(k for k in set(values) & set(self.fixed) if values[k] != self.fixed[k])
         if clash:
             raise ValueError(f"row values {clash} collide with config/identity columns; rename the metric")
@@ -111,7 +139,7 @@ class TrialRows:
 
     def flush(self) -> None:
         frame = _normalize(pd.DataFrame([self.rows[k] for k in sorted(self.rows)]))
-        write_parquet_atomic(frame, self.path)
+        self.location.write_parquet(frame)
 
     @property
     def best(self) -> float:
@@ -120,15 +148,13 @@ class TrialRows:
         return min(values) if values else float("nan")
 
 
-def read_final(trial_dir: pathlib.Path) -> tuple[pd.DataFrame, dict[str, Any]] | None:
+def read_final(trial_dir: "pathlib.Path | str | Location") -> tuple[pd.DataFrame, dict[str, Any]] | None:
     """(all rows, the final row) of the trial in `trial_dir`, or None when it has no
     readable rows file or no row marked final yet (it has not ended)."""
-    path = pathlib.Path(trial_dir) / ROWS_FILE
-    if not path.exists():
-        return None
+    location = at(trial_dir) / ROWS_FILE
     try:
-        frame = pd.read_parquet(path)
-    except Exception:  # a torn or foreign file: the trial runs again and rewrites it
+        frame = location.read_parquet()
+    except Exception:  # absent, torn or foreign: the trial runs again and rewrites it
         return None
     if "final" not in frame or not len(frame):
         return None
@@ -138,7 +164,7 @@ def read_final(trial_dir: pathlib.Path) -> tuple[pd.DataFrame, dict[str, Any]] |
     return frame, final.iloc[-1].to_dict()
 
 
-def finished_row(trial_dir: pathlib.Path) -> dict[str, Any] | None:
+def finished_row(trial_dir: "pathlib.Path | str | Location") -> dict[str, Any] | None:
     """The final row of a trial that already completed or diverged in `trial_dir`, else None."""
     ended = read_final(trial_dir)
     if ended is None or ended[1]["status"] not in ("completed", "diverged"):
@@ -146,17 +172,46 @@ def finished_row(trial_dir: pathlib.Path) -> dict[str, Any] | None:
     return ended[1]
 
 
-def read_trial_rows(study_dir: pathlib.Path) -> Iterable[pd.DataFrame]:
-    for path in sorted((pathlib.Path(study_dir) / TRIALS_DIR).glob(f"*/{ROWS_FILE}")):
+def trial_ids(study_dir: "pathlib.Path | str | Location") -> list[str]:
+    """Trial folders present in the study's storage."""
+    return (at(study_dir) / TRIALS_DIR).children()
+
+
+def read_trial_rows(study_dir: "pathlib.Path | str | Location") -> Iterable[pd.DataFrame]:
+    trials = at(study_dir) / TRIALS_DIR
+    for trial_id in trials.children():
+        location = trials / trial_id / ROWS_FILE
+        if not location.exists():
+            continue
         try:
-            yield pd.read_parquet(path)
+            yield location.read_parquet()
         except Exception as error:  # a foreign or damaged file must not sink the study
-            print(f"warning: skipping unreadable {path}: {error}")
+            print(f"warning: skipping unreadable {location}: {type(error).__name__}: {str(error)[:200]}",
+                  file=sys.stderr)
 
 
-def collect(study_dir: pathlib.Path) -> pd.DataFrame:
-    """Merges every trial's rows into `STUDY_DIR/results.parquet` (atomically) and returns them."""
-    frames = [f for f in read_trial_rows(study_dir) if len(f)]
+def read_results(study_dir: "pathlib.Path | str | Location") -> pd.DataFrame | None:
+    """`STUDY_DIR/results.parquet`, or None when absent or unreadable."""
+    try:
+        return (at(study_dir) / RESULTS_FILE).read_parquet()
+    except Exception:
+        return None
+
+
+def collect(study_dir: "pathlib.Path | str | Location") -> pd.DataFrame:
+    """Merges every trial's rows into `STUDY_DIR/results.parquet` (atomically) and returns them.
+
+    A trial whose rows file is missing or unreadable keeps the rows the previous
+    results.parquet had for it: a damaged trial folder never shrinks the study's results.
+    """
+    study = at(study_dir)
+    frames = [f for f in read_trial_rows(study) if len(f)]
+    previous = read_results(study)
+    if previous is not None and len(previous) and "trial_id" in previous:
+        fresh = set().union(*(set(f["trial_id"].astype(str)) for f in frames)) if frames else set()
+        kept = previous[~previous["trial_id"].astype(str).isin(fresh)]
+        if len(kept):
+            frames.insert(0, kept)
     if frames:
         frame = pd.concat(frames, ignore_index=True)
         frame = frame.drop_duplicates(subset=["trial_id", "step"], keep="last")
@@ -164,7 +219,7 @@ def collect(study_dir: pathlib.Path) -> pd.DataFrame:
     else:
         frame = pd.DataFrame(columns=["study", "trial_id", "step", *TrialConfig.field_names()])
     frame = _normalize(frame)
-    write_parquet_atomic(frame, pathlib.Path(study_dir) / RESULTS_FILE)
+    (study / RESULTS_FILE).write_parquet(frame)
     return frame
 
 
@@ -180,3 +235,59 @@ def reference_points(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
         if values:
             out[str(dataset)] = values
     return out
+
+
+def repair_from_results(study_dir: "pathlib.Path | str | Location") -> list[str]:
+    """Rewrites the rows file of every trial whose rows are unreadable from the study's
+    results.parquet, when it holds that trial's final row (the trial then counts as
+    finished instead of being retrained). Returns the repaired trial ids."""
+    study = at(study_dir)
+    results = read_results(study)
+    if results is None or not len(results) or "final" not in results:
+        return []
+    repaired = []
+    for trial_id, rows in results.groupby(results["trial_id"].astype(str)):
+        location = study / TRIALS_DIR / trial_id / ROWS_FILE
+        if not rows["final"].fillna(False).astype(bool).any() or not location.exists():
+            continue
+        try:
+            location.read_parquet()
+            continue
+        except Exception:
+            pass
+        location.write_parquet(_normalize(rows.reset_index(drop=True)))
+        print(f"warning: {location} was unreadable; rebuilt from {study / RESULTS_FILE} ({len(rows)} rows)",
+              file=sys.stderr, flush=True)
+        repaired.append(trial_id)
+    return repaired
+
+
+def mark_missing(study_dir: "pathlib.Path | str | Location", planned: Iterable[Mapping[str, Any]],
+                 identity: Mapping[str, Any], arm_of=None) -> list[str]:
+    """Gives every planned trial that has no final row a `failed` final row with the
+    reason, so a lost trial is a counted failure, never a silent gap. Returns their ids."""
+    study = at(study_dir)
+    missing = []
+    for trial in planned:
+        config = TrialConfig.from_dict(trial)
+        trial_dir = study / TRIALS_DIR / config.trial_id
+        if read_final(trial_dir) is not None:
+            continue
+        ident = {**identity, **({"arm": arm_of(trial)} if arm_of else {})}
+        try:
+            rows = TrialRows(trial_dir, ident, config)
+        except Exception:  # unreadable storage: nothing more to record than the failure
+            continue
+        last = max(rows.rows) if rows.rows else None
+        reason = ("no rows reached the study storage (the trial never ran, or its node was lost before "
+                  "its first evaluation)" if last is None else
+                  f"the trial stopped after step {last} without a final row (its node was lost or Ray gave up)")
+        rows.mark_final("failed", error=reason)
+        missing.append(config.trial_id)
+    return missing
+
+
+def disk_use(study_dir: "pathlib.Path | str | Location") -> dict[str, int]:
+    """{trial_id: bytes} of every trial folder in the study's storage."""
+    trials = at(study_dir) / TRIALS_DIR
+    return {trial_id: (trials / trial_id).disk_bytes() for trial_id in trials.children()}

@@ -15,25 +15,21 @@ import math
 import pathlib
 import sys
 import time
-from typing import Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
 
 from study.config import ConfigError, TrialConfig
 
-# Divergence: losses or gradients that stop being finite end a trial at once; a
-# discriminator whose loss collapses to ~0 while a gradient norm explodes, for
-# COLLAPSE_CHECKS consecutive checks (CHECK_EVERY updates apart), ends it too.
-CHECK_EVERY = 10  # train-step calls between host-side divergence checks
-COLLAPSE_D_LOSS = 1e-3
-COLLAPSE_GRAD_NORM = 1e3
-COLLAPSE_CHECKS = 5
+if TYPE_CHECKING:
+    from study.location import Location
+
+# The divergence rules and the loop's other periodic side effects live in study.hooks.
+from study.hooks import (CHECK_EVERY, COLLAPSE_CHECKS, COLLAPSE_D_LOSS, COLLAPSE_GRAD_NORM,  # noqa: F401
+                         Diverged, DivergenceCheck, ProgressLine, SaveCheckpoint, WriteRow, WriteSamples)
+from study.hooks import to_host as _to_host  # noqa: F401
 
 SAMPLE_GRID = 8  # an 8x8 grid of evaluation samples per evaluation
-
-
-class Diverged(Exception):
-    """Training diverged; the message is the reason recorded in the results."""
 
 
 def score_of(metrics: Mapping[str, float]) -> float:
@@ -73,20 +69,63 @@ def save_grid(images: np.ndarray, data_range: tuple[float, float], path: pathlib
     tmp.replace(path)
 
 
+class TrialFolderMismatch(ConfigError):
+    """A trial folder that already holds another configuration (one line, names the fields)."""
+
+
+def check_folder_config(config: TrialConfig, trial_dir: "Location") -> None:
+    """Refuses a trial folder whose recorded config.json differs from `config`: resuming
+    there would continue another configuration's checkpoint and mix its rows."""
+    from study import store
+
+    recorded_at = trial_dir / store.CONFIG_FILE
+    if not recorded_at.exists():
+        return
+    try:
+        recorded = recorded_at.read_json()
+    except Exception as error:  # unreadable: the folder's rows and checkpoints decide alone
+        print(f"warning: {recorded_at} is unreadable ({type(error).__name__}); rewriting it", file=sys.stderr)
+        return
+    current = config.to_dict()
+    differing = sorted(k for k in set(recorded) | set(current) if recorded.get(k, None) != current.get(k, None))
+    if differing:
+        shown = ", ".join(f"{k}={recorded.get(k)!r} there, {current.get(k)!r} now" for k in differing[:4])
+        more = f" (+{len(differing) - 4} more)" if len(differing) > 4 else ""
+        raise TrialFolderMismatch(f"out={trial_dir} holds another configuration ({shown}{more}); "
+                                  f"use another out= or delete that folder")
+
+
+def _write_grid(images: np.ndarray, data_range: tuple[float, float], location: "Location") -> None:
+    """save_grid through the trial's storage (a local file, or a scratch file uploaded)."""
+    import tempfile
+
+    if location.is_local:
+        save_grid(images, data_range, location.local_path)
+        return
+    with tempfile.TemporaryDirectory(prefix="gan-study-grid-") as scratch:
+        path = pathlib.Path(scratch) / location.name
+        save_grid(images, data_range, path)
+        location.write_bytes(path.read_bytes())
+
+
 def run_trial(
     config: TrialConfig,
-    out_dir: pathlib.Path | str,
+    out_dir: "pathlib.Path | str | Location",
     *,
     identity: Mapping[str, Any] | None = None,
     on_eval: Callable[[dict[str, Any]], None] | None = None,
     log: Callable[[str], None] | None = None,
+    keep_checkpoints: str = "final",
 ) -> dict[str, Any]:
     """Trains and evaluates one configuration; resumes from `out_dir`'s latest checkpoint.
 
-    Writes `out_dir/rows.parquet` (one row per evaluation, see study.store), sample grids,
-    and orbax checkpoints under `out_dir/checkpoints` (at every evaluation). Returns the
-    final row. A diverged trial returns normally with status "diverged"; other errors
-    are recorded as status "failed" with their reason and re-raised.
+    `out_dir` is a local folder or any study storage (s3://..., see study.location): the
+    trial writes `rows.parquet` (one row per evaluation, see study.store), sample grids
+    and checkpoints (at every evaluation, verified on restore, kept per
+    `keep_checkpoints`, see study.checkpoint) there, so a retry on any node resumes.
+    Returns the final row. A diverged trial returns normally with status "diverged";
+    other errors are recorded as status "failed" with their reason and re-raised. A
+    folder holding another configuration is refused (TrialFolderMismatch).
     """
     import jax
 
@@ -94,26 +133,33 @@ def run_trial(
     from study import train as training
     from study.checkpoint import Checkpoints
     from study.data.pipeline import BatchStream, Prefetcher
+    from study.location import at
     from study.metrics import Evaluator
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    out_dir = pathlib.Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    store.write_json_atomic(config.to_dict(), out_dir / "config.json")
-    rows = store.TrialRows(out_dir, identity or {}, config)
+    location = at(out_dir)
+    if location.is_local:
+        location.mkdir()
+    check_folder_config(config, location)
+    (location / store.CONFIG_FILE).write_json(config.to_dict())
+    rows = store.TrialRows(location, identity or {}, config)
     started = time.perf_counter()
     step = 0
     batches = None
+    checkpoints = None
     try:
         program = training.get_program(config)
         init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
         state = training.init_state(program, config, init_key)
-        checkpoints = Checkpoints(out_dir / "checkpoints")
+        checkpoints = Checkpoints(location / "checkpoints", keep=keep_checkpoints)
+        if rows.damaged:
+            # Rows before the checkpoint are lost: resuming would leave them missing.
+            checkpoints.discard_all()
         restored = checkpoints.restore_latest(state)
         meta: dict[str, Any] = {"device_seconds": 0.0, "wall_time_s": 0.0}
         if restored is not None:
             state, meta = restored
-            log(f"[{config.trial_id}] resuming from step {int(state.step)} (checkpoint in {checkpoints.directory})")
+            log(f"[{config.trial_id}] resuming from step {int(state.step)} (checkpoint in {checkpoints.location})")
         step = int(state.step)
         device_seconds = float(meta["device_seconds"])
         wall_offset = float(meta["wall_time_s"])
@@ -126,11 +172,17 @@ def run_trial(
             num_samples=config.eval_samples, data_range=tuple(gan.data_range),
         )
         n_dis = config.discriminator_steps
-        collapse_run = 0
         last_metrics: dict[str, float] = {}
         span_start = time.perf_counter()
         calls = 0
         compile_seconds = None
+        # The loop's side effects, each a small periodic action (study.hooks).
+        every, last = config.eval_every, config.train_steps
+        divergence = DivergenceCheck()
+        hooks_rows = WriteRow(every, last, rows)
+        hooks_samples = WriteSamples(every, last, location, _write_grid, gan.data_range)
+        hooks_checkpoint = SaveCheckpoint(every, last, checkpoints, rows)
+        hooks_progress = ProgressLine(every, last, config.trial_id, log)
         # The next groups of real batches are gathered and put on the device on a
         # background thread while the current step runs; the order is the stream's.
         batches = Prefetcher(stream, n_dis, depth=2)
@@ -149,20 +201,8 @@ def run_trial(
                 span_start = time.perf_counter()
             else:
                 calls += 1
-            at_eval = step % config.eval_every == 0 or step >= config.train_steps
-            if calls % CHECK_EVERY == 0 or at_eval:
-                last_metrics = _to_host(metrics)
-                if not last_metrics.pop("finite"):
-                    bad = sorted(k for k, v in last_metrics.items() if not math.isfinite(v))
-                    raise Diverged(f"non-finite {', '.join(bad)} at step {step}")
-                collapsed = last_metrics["d_loss"] < COLLAPSE_D_LOSS and max(
-                    last_metrics["d_grad_norm"], last_metrics["g_grad_norm"]) > COLLAPSE_GRAD_NORM
-                collapse_run = collapse_run + 1 if collapsed else 0
-                if collapse_run >= COLLAPSE_CHECKS:
-                    raise Diverged(
-                        f"discriminator loss collapsed below {COLLAPSE_D_LOSS:g} with gradient norm above "
-                        f"{COLLAPSE_GRAD_NORM:g} for {COLLAPSE_CHECKS * CHECK_EVERY} updates, at step {step}"
-                    )
+            at_eval = hooks_rows.due(step)
+            last_metrics = divergence(step, calls, metrics, at_eval) or last_metrics
             if not at_eval:
                 continue
             jax.block_until_ready(state)
@@ -171,8 +211,7 @@ def run_trial(
             generator_vars = state.generator
             results = evaluator.evaluate(lambda index, size: program.sample(generator_vars, index, size))
             grid = np.asarray(program.sample(generator_vars, 0, min(SAMPLE_GRID * SAMPLE_GRID, config.eval_samples)))
-            save_grid(grid, tuple(gan.data_range), out_dir / f"samples_step{step:08d}.png")
-            save_grid(grid, tuple(gan.data_range), out_dir / "samples.png")
+            hooks_samples(step, grid)
             now = time.perf_counter()
             device_seconds += now - span_start
             row = {
@@ -192,20 +231,20 @@ def run_trial(
             row["score"] = score_of(row)
             # Rows first, then the checkpoint: a kill in between re-evaluates this step on
             # resume and replaces the row with an identical one.
-            rows.add(step, row)
-            checkpoints.save(step, state, {"device_seconds": device_seconds, "wall_time_s": row["wall_time_s"]})
-            log(f"[{config.trial_id}] step {step}/{config.train_steps} score {row['score']:.3f} "
-                f"d_loss {row['d_loss']:.4f} g_loss {row['g_loss']:.4f} {row['images_per_s']:.0f} img/s")
+            hooks_rows(step, row)
+            hooks_checkpoint(step, state, {"device_seconds": device_seconds, "wall_time_s": row["wall_time_s"]})
+            hooks_progress(step, row)
             if on_eval is not None:
                 on_eval({**rows.rows[step], "best_score": rows.best})
             span_start = time.perf_counter()
             calls = 0
-        checkpoints.close()
         rows.mark_final("completed")
+        checkpoints.prune({}, finished=True)
     except Diverged as reason:
         log(f"[{config.trial_id}] diverged: {reason}")
         rows.mark_final("diverged", error=str(reason), diverged=True, step=step,
                         extra={**last_metrics, "diverged": True})
+        checkpoints.prune({}, finished=True)
         final = {**rows.rows[max(rows.rows)], "best_score": rows.best}
         if on_eval is not None:
             on_eval(final)
@@ -217,6 +256,8 @@ def run_trial(
     finally:
         if batches is not None:
             batches.close()
+        if checkpoints is not None:
+            checkpoints.close()
     return {**rows.rows[max(rows.rows)], "best_score": rows.best}
 
 
@@ -256,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = pathlib.Path(out or f"studies/trials/{config.trial_id}")
     try:
         final = run_trial(config, out_dir, identity={"study": "trial", "search": "explicit", "round": 0})
+    except TrialFolderMismatch as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130

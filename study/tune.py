@@ -20,6 +20,11 @@ import time
 from typing import Any, Mapping, Sequence
 
 from study import store
+from study.location import Location, at
+
+# Every trial's progress line matters; Ray would otherwise fold "repeated" lines. Ray
+# reads this when it is imported, so it is set here, before any `import ray`.
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 RAY_DIR_NAME = "ray"
 MANIFEST = "manifest.json"
@@ -125,7 +130,15 @@ def _report_metrics(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def trainable(params: dict[str, Any]) -> None:
-    """Ray Tune function trainable: params = {"study_dir", "identity", "trials": [trial dicts]}."""
+    """Ray Tune function trainable: params = {"study_dir", "identity", "trials": [trial dicts],
+    "keep_checkpoints"}.
+
+    `study_dir` is the study's storage URI or shared path: the trial reads and writes
+    its folder there (rows, samples, checkpoints), never on the node's own disk, so a
+    retry on another node continues where the lost one stopped; a pack skips the
+    configurations it already finished and resumes the one it was training at its
+    last checkpoint.
+    """
     from ray import tune
 
     from study.config import TrialConfig
@@ -133,7 +146,8 @@ def trainable(params: dict[str, Any]) -> None:
     from study.trial import run_trial
 
     configure_jax()
-    study_dir = pathlib.Path(params["study_dir"])
+    study_dir = at(params["study_dir"])
+    keep = params.get("keep_checkpoints", "final")
     identity = dict(params.get("identity", {}))
     trials = params["trials"]
     if isinstance(trials, Mapping):
@@ -154,7 +168,7 @@ def trainable(params: dict[str, Any]) -> None:
             # not retrained.
             report({**finished, "best_score": finished.get("score")})
             continue
-        run_trial(config, trial_dir, identity=trial_identity, on_eval=report)
+        run_trial(config, trial_dir, identity=trial_identity, on_eval=report, keep_checkpoints=keep)
 
 
 def _arm(trial: Mapping[str, Any]) -> str:
@@ -171,10 +185,11 @@ class Progress:
     terminal and in a log file.
     """
 
-    def __init__(self, total_configs: int, study_dir: pathlib.Path, stream=None, on_change=None):
+    def __init__(self, total_configs: int, study_dir: "pathlib.Path | str | Location", stream=None,
+                 on_change=None):
         self.on_change = on_change  # called with the ended-configuration count after each line (live report)
         self.total = total_configs
-        self.study_dir = study_dir
+        self.study_dir = at(study_dir)
         self.stream = stream
         self.started = time.time()
         self.best: float | None = None
@@ -296,19 +311,23 @@ def _hardware() -> dict[str, Any]:
     return info
 
 
-def write_manifest(study_dir: pathlib.Path, **fields: Any) -> dict[str, Any]:
-    path = study_dir / MANIFEST
-    manifest = json.loads(path.read_text()) if path.exists() else {}
+def read_manifest(study_dir: "pathlib.Path | str | Location") -> dict[str, Any]:
+    path = at(study_dir) / MANIFEST
+    return path.read_json() if path.exists() else {}
+
+
+def write_manifest(study_dir: "pathlib.Path | str | Location", **fields: Any) -> dict[str, Any]:
+    manifest = read_manifest(study_dir)
     manifest.update(fields)
-    store.write_json_atomic(manifest, path)
+    (at(study_dir) / MANIFEST).write_json(manifest)
     return manifest
 
 
-def new_manifest(study_dir: pathlib.Path, *, space: str, search: str, arms: list[dict], trials_total: int,
+def new_manifest(study_dir: "pathlib.Path | str | Location", *, space: str, search: str, arms: list[dict], trials_total: int,
                  seed: int, argv: Sequence[str], extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     return write_manifest(
         study_dir,
-        study=study_dir.name, space=space, search=search, arms=arms, trials_total=trials_total, seed=seed,
+        study=at(study_dir).name, space=space, search=search, arms=arms, trials_total=trials_total, seed=seed,
         argv=list(argv), command=" ".join(["python", "-m", "study.run", *argv]),
         versions=_versions(), git_commit=_git_commit(), hardware=_hardware(),
         started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), **(extra or {}),
@@ -322,14 +341,13 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Every trial's progress line matters; Ray would otherwise fold "repeated" lines.
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Trial processes inherit the driver's environment; PYTHONPATH makes the project
     # importable in them even when it is used from a checkout.
     root = str(pathlib.Path(__file__).resolve().parent.parent)
     runtime_env = {"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}}
     for name in ("GAN_STUDY_CACHE", "GAN_STUDY_DATA", "FID_INCEPTION_WEIGHTS", "JAX_COMPILATION_CACHE_DIR",
-                 "XLA_FLAGS", "JAX_PLATFORMS"):
+                 "XLA_FLAGS", "JAX_PLATFORMS", "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_DEFAULT_REGION", "AWS_REGION", "GOOGLE_APPLICATION_CREDENTIALS"):
         if name in os.environ:
             runtime_env["env_vars"][name] = os.environ[name]
     if address:
@@ -339,8 +357,25 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
                  configure_logging=True, logging_level="WARNING")
 
 
+def experiment_name(study_dir: "pathlib.Path | str | Location", base: str = RAY_DIR_NAME) -> str:
+    """A Ray experiment folder name not used yet in the study: `ray`, then `ray_1`, ...
+
+    A resumed study starts a fresh Ray experiment instead of `Tuner.restore`, which
+    unpickles `ray/tuner.pkl` (a doctored study folder would run code); the study's own
+    records (rows, checkpoints) say what is left to do.
+    """
+    study = at(study_dir)
+    taken = set(study.children())
+    if base not in taken:
+        return base
+    attempt = 1
+    while f"{base}_{attempt}" in taken:
+        attempt += 1
+    return f"{base}_{attempt}"
+
+
 def run_grid(
-    study_dir: pathlib.Path,
+    study_dir: "pathlib.Path | str | Location",
     trials: Sequence[Mapping[str, Any]],
     *,
     identity: Mapping[str, Any],
@@ -352,54 +387,61 @@ def run_grid(
     resume: bool = False,
     search_alg: Any = None,
     on_progress: Any = None,
+    keep_checkpoints: str = "final",
 ) -> None:
-    """Runs an explicit list of trials (grid, random, rerun) through Ray Tune."""
-    import ray
+    """Runs an explicit list of trials (grid, random, rerun) through Ray Tune.
+
+    `study_dir` is the study's storage (a local or shared path, or a URI such as
+    s3://bucket/study); Ray's experiment state goes to the same storage. `storage` is
+    the old name of the same thing and must equal it when given.
+    """
     from ray import tune
 
-    study_dir = pathlib.Path(study_dir).absolute()
+    study = at(study_dir)
+    if storage is not None and at(storage) != study:
+        raise ValueError(f"--storage {storage} differs from --out {study}; a study has one storage: give --out only")
     init_ray(address)
     size = auto_pack_size(len(trials), concurrent_slots(resources)) if pack == AUTO_PACK else pack
     packs = pack_trials(trials, size)
     limit = f"{AUTO_PACK}: at most {size}" if pack == AUTO_PACK else size
-    print(f"[study {study_dir.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
+    print(f"[study {study.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
           f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {limit})",
           file=sys.stderr, flush=True)
-    progress = Progress(len(trials), study_dir, on_change=on_progress)
-    storage_path = storage or str(study_dir)
-    experiment_path = (storage_path.rstrip("/") + "/" + RAY_DIR_NAME) if storage else str(study_dir / RAY_DIR_NAME)
+    if resume:
+        store.repair_from_results(study)
+    progress = Progress(len(trials), study, on_change=on_progress)
+    name = experiment_name(study)
+    if resume:
+        print(f"[study {study.name}] resuming from the study's rows and checkpoints (Ray experiment {name})",
+              file=sys.stderr, flush=True)
     trainable_with_resources = tune.with_resources(
         trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
     )
     run_config = tune.RunConfig(
-        name=RAY_DIR_NAME,
-        storage_path=storage_path,
+        name=name,
+        storage_path=study.uri,
         failure_config=tune.FailureConfig(max_failures=retries),
         callbacks=[_progress_callback(progress)],
         verbose=0,
     )
-    if resume and tune.Tuner.can_restore(experiment_path):
-        print(f"[study {study_dir.name}] resuming Ray experiment {experiment_path}", file=sys.stderr, flush=True)
-        tuner = tune.Tuner.restore(experiment_path, trainable=trainable_with_resources,
-                                   resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable_with_resources,
-            param_space={
-                "study_dir": str(study_dir),
-                "identity": dict(identity),
-                "trials": tune.grid_search(packs),
-            },
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=resources.max_concurrent or None,
-                trial_name_creator=lambda t: f"pack_{t.trial_id}",
-                trial_dirname_creator=lambda t: f"pack_{t.trial_id}",
-                search_alg=search_alg,
-                # A reused worker process keeps JAX imported and its compiled programs
-                # in memory: trials of the same arm then start without compiling.
-                reuse_actors=True,
-            ),
-            run_config=run_config,
-        )
+    tuner = tune.Tuner(
+        trainable_with_resources,
+        param_space={
+            "study_dir": study.uri,
+            "identity": dict(identity),
+            "keep_checkpoints": keep_checkpoints,
+            "trials": tune.grid_search(packs),
+        },
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=resources.max_concurrent or None,
+            trial_name_creator=lambda t: f"pack_{t.trial_id}",
+            trial_dirname_creator=lambda t: f"pack_{t.trial_id}",
+            search_alg=search_alg,
+            # A reused worker process keeps JAX imported and its compiled programs
+            # in memory: trials of the same arm then start without compiling.
+            reuse_actors=True,
+        ),
+        run_config=run_config,
+    )
     tuner.fit()
-    store.collect(study_dir)
+    store.collect(study)

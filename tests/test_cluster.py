@@ -36,6 +36,7 @@ import time
 
 import pandas as pd
 import pytest
+from processes import kill_tree
 
 RAY = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
 MOTO = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
@@ -54,27 +55,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))  # free on every interface: Ray's GCS binds them all
         return s.getsockname()[1]
-
-
-def _kill_tree(process: subprocess.Popen) -> None:
-    """SIGKILL a process we started and every process below it, by their ids."""
-    import psutil
-
-    try:
-        parent = psutil.Process(process.pid)
-        family = parent.children(recursive=True) + [parent]
-    except psutil.NoSuchProcess:
-        family = []
-    for member in family:
-        try:
-            member.kill()
-        except psutil.NoSuchProcess:
-            pass
-    psutil.wait_procs(family, timeout=20)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 class LoopbackCluster:
@@ -131,13 +111,13 @@ class LoopbackCluster:
         raise AssertionError(f"the cluster did not reach {count} node(s): {logs}")
 
     def kill_worker(self, worker: subprocess.Popen) -> None:
-        _kill_tree(worker)
+        kill_tree(worker)
 
     def close(self) -> None:
         for worker in self.workers:
-            _kill_tree(worker)
+            kill_tree(worker)
         if self.head is not None:
-            _kill_tree(self.head)
+            kill_tree(self.head)
 
 
 @pytest.fixture(scope="module")
@@ -171,7 +151,7 @@ def s3_env():
             else:
                 os.environ[key] = value
     finally:
-        _kill_tree(server)
+        kill_tree(server)
 
 
 @pytest.fixture
@@ -246,7 +226,7 @@ def test_a_lost_worker_node_resumes_the_trial_at_its_checkpoint_on_a_fresh_node(
         cluster.add_worker()
         assert driver.wait(timeout=500) == 0, (cluster.root / "driver.log").read_text()[-3000:]
     finally:
-        _kill_tree(driver)
+        kill_tree(driver)
     text = (cluster.root / "driver.log").read_text()
     results = _results(out)
     _assert_every_evaluation_once(results, [10, 20, 30, 40])

@@ -3,13 +3,14 @@ duplicating trials; a study connects to an existing Ray head started with `ray s
 import os
 import pathlib
 import shutil
-import signal
+import socket
 import subprocess
 import sys
 import time
 
 import pandas as pd
 import pytest
+from processes import kill_tree
 
 from study.config import TrialConfig
 
@@ -30,9 +31,9 @@ def test_kill9_then_resume_runs_each_config_exactly_once(tmp_path):
     while time.time() < deadline and not list(study_dir.glob("trials/*/rows.parquet")):
         time.sleep(0.5)
     assert list(study_dir.glob("trials/*/rows.parquet")), "no trial reached its first evaluation"
-    os.killpg(driver.pid, signal.SIGKILL)
-    driver.wait(timeout=60)
-    subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+    # The driver and the local Ray it started (GCS, raylet, trial workers) die together, as
+    # in a machine crash; by their ids, so no other Ray on the machine is touched.
+    kill_tree(driver)
 
     resumed = subprocess.run([sys.executable, "-m", "study.run", "--resume", str(study_dir)],
                              capture_output=True, text=True, timeout=600)
@@ -63,11 +64,18 @@ def test_study_connects_to_a_running_ray_head(tmp_path):
     # single-machine cluster; the test must stay on loopback.
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_AUTH_MODE": "disabled"}  # a loopback-only test cluster
-    start = subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                            "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
-                           capture_output=True, text=True, timeout=180, env=env)
-    assert start.returncode == 0, start.stderr[-2000:]
+    # --block keeps the head's processes below this Popen, so the test ends them by their ids.
+    head = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
+                             f"--temp-dir={tmp_path / 'ray'}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", int(port))) == 0:
+                    break
+            time.sleep(1)
         done = subprocess.run(
             [sys.executable, "-m", "study.run", "--space", "smoke", "--address", f"127.0.0.1:{port}",
              "--set", "batch_size=16", "--set", "train_steps=10", "--out", str(tmp_path / "cluster"), "--no-report"],
@@ -77,4 +85,4 @@ def test_study_connects_to_a_running_ray_head(tmp_path):
         results = pd.read_parquet(tmp_path / "cluster" / "results.parquet")
         assert results["trial_id"].nunique() == 2 and results["status"].eq("completed").all()
     finally:
-        subprocess.run([RAY, "stop", "--force"], capture_output=True, timeout=120)
+        kill_tree(head)

@@ -117,3 +117,25 @@ def test_a_trial_diverging_after_its_first_evaluation_is_a_diverged_row(tmp_path
     rows = pd.read_parquet(tmp_path / "rows.parquet")
     assert (rows["penalty"] == "none").all() and (rows["loss"] == "wgan").all()
     assert rows["final"].iloc[-1] and rows["status"].eq("diverged").all()
+
+
+def _strict_json(line: str) -> dict:
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_trial_cli_prints_the_same_strict_json_when_it_resumes_a_finished_trial(tmp_path, capsys):
+    # A resumed trial reports its stored row: fid went through parquet as NaN, not None.
+    from study.trial import main
+
+    args = [f"{key}={value}" for key, value in SMALL.items()] + [f"out={tmp_path}"]
+    assert main(args) == 0
+    fresh = _strict_json(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "resuming from step 20" in captured.err
+    resumed = _strict_json(captured.out.strip().splitlines()[-1])
+    assert fresh["fid"] is None and fresh["step"] == 20
+    assert resumed == fresh

@@ -19,7 +19,10 @@ import sys
 import time
 from typing import Any, Mapping, Sequence
 
-from study import store
+from study import runtime, store
+
+# Before anything in this process imports ray (Ray reads RAY_DEDUP_LOGS at import).
+runtime.configure_ray_driver()
 
 RAY_DIR_NAME = "ray"
 MANIFEST = "manifest.json"
@@ -319,8 +322,6 @@ def init_ray(address: str | None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")
-    # Every trial's progress line matters; Ray would otherwise fold "repeated" lines.
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     # Trial processes inherit the driver's environment; PYTHONPATH makes the project
     # importable in them even when it is used from a checkout.
     root = str(pathlib.Path(__file__).resolve().parent.parent)

@@ -44,7 +44,7 @@ _PROGRAM_FIELDS = (
 
 # D collections that every branch of one D update reads as the update found them
 # (spectral norm's u); the others (batch norm's averages) chain from branch to branch.
-_READ_ONLY_COLLECTIONS = ("spectral",)
+_SHARED_BY_BRANCHES = ("spectral",)
 
 # Real-batch slots of a train-step call for every n_dis up to it: the paper's n_dis 1
 # and 5 then share one program. (A traced n_dis inside a lax.cond per D update was
@@ -214,7 +214,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         per D update (compare_gan_v2 §10). Batch norm keeps per-branch batch statistics; its
         moving averages advance real then fake. Returns (real logits, fake logits, D's
         collections after the update, d_fn: x -> D(x) with that same u (the penalty's D))."""
-        read = {k: v for k, v in d_rest.items() if k in _READ_ONLY_COLLECTIONS}
+        read = {k: v for k, v in d_rest.items() if k in _SHARED_BY_BRANCHES}
         real_out, rest = discriminate(d_params, d_rest, real)
         # The fake branch starts from u as the update found it; it writes the same new u.
         fake_out, rest = discriminate(d_params, {**rest, **read}, fake)
@@ -257,12 +257,26 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         metrics = {"d_loss": loss, "d_total_loss": total, "d_penalty": penalty, "d_grad_norm": _global_norm(grads)}
         return state, metrics
 
+    def after_step(state: TrainState, real_uint8: jnp.ndarray, z: jnp.ndarray) -> TrainState:
+        """The loss's post-step state update, if it has one (v2's BEGAN `after_training_step_hook`):
+        D(real) and D(G(z)) on the step's real batch and z, recomputed with the updated weights,
+        G and D in training mode (batch statistics of the batch). As v2's `update_k` run, it
+        changes nothing but the loss state: no BN averages, and no spectral-norm u (v2's BEGAN
+        D has none) are kept."""
+        if not hasattr(gan.loss, "after_step"):
+            return state
+        fake, _ = generate(state.generator, z)
+        d_params, d_rest = _split_collections(state.discriminator)
+        real_out, fake_out, _, _ = discriminate_pair(d_params, d_rest, to_model_range(real_uint8, data_range), fake)
+        return state.replace(loss_state=gan.loss.after_step(real_out, fake_out, state.loss_state))
+
     def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
         """One D update of the group after its G update: fresh real batch, fresh z, its own G forward."""
         z, penalty_key = latents(rng)
         # G in training mode (the paper's code); its batch-norm statistics advance here too.
         fake, g_vars = generate(state.generator, z)
-        return d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key)
+        state, metrics = d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key)
+        return after_step(state, real_uint8, z), metrics
 
     def advance_averages(averages: dict, scaled_batch_stats: dict) -> dict:
         """Flax BatchNorm's moving-average update, average <- momentum * average + (1 - momentum)
@@ -312,6 +326,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             discriminator={"params": d_params, **new_d_rest},
             generator_opt=g_opt,
         )
+        # After the whole training step, D's and G's update (v2 runs its hook once per step).
+        state = after_step(state, real_uint8, z)
         return state, d_metrics, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
 
     def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):

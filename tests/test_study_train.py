@@ -215,3 +215,28 @@ def test_spectral_norm_runs_one_power_iteration_per_d_update_with_one_sigma():
 
     expected_loss, _ = gan.loss.discriminator_loss(logits(images), logits(fake), before.loss_state)
     np.testing.assert_allclose(float(metrics["d_loss"]), float(expected_loss), rtol=1e-5)
+
+
+def test_began_updates_k_once_per_step_after_the_g_update_with_the_new_weights():
+    """v2's BEGAN runs update_k after each training step (D's update, and G's when the group
+    has one) on the step's real batch and z, with the updated weights; k is not clipped."""
+    config = TrialConfig.from_dict({**BASE, "loss": "began", "normalization": "none", "discriminator_steps": 1,
+                                    "began_k_learning_rate": 0.5})
+    program = training.build_program(config)
+    gan = program.gan
+    key = jax.random.PRNGKey(3)
+    state0 = training.init_state(program, config, jax.random.PRNGKey(0))
+    real = _batches(program, config, 1)
+    state, _ = jax.jit(program.train_step)(state0, real, key)
+
+    z_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # D update k uses fold_in(rng, k)
+    z = jax.random.uniform(z_key, (config.batch_size, gan.z_dim), jnp.float32, -1.0, 1.0)
+    fake = gan.generator.apply(state.generator, z, train=True, mutable=["batch_stats"])[0]
+    images = training.to_model_range(real[0], tuple(gan.data_range))
+
+    def errors(x):
+        return gan.discriminator.apply(state.discriminator, x, train=True, mutable=["batch_stats"])[0]
+
+    expected = 0.0 + 0.5 * (0.5 * float(jnp.mean(errors(images))) - float(jnp.mean(errors(fake))))
+    assert float(state0.loss_state["k"]) == 0.0 and expected != 0.0
+    np.testing.assert_allclose(float(state.loss_state["k"]), expected, rtol=1e-4)

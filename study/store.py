@@ -75,9 +75,8 @@ class TrialRows:
 
     def _check_disjoint(self, values: Mapping[str, Any]) -> None:
         """A metric must never overwrite a config or identity column (a D-loss term named
-        `penalty` once replaced the config's penalty name and broke the row's schema). A value
-        that restates its column (the evaluator's protocol `fid_split`) is no collision."""
-        clash = sorted(k for k in set(values) & set(self.fixed) if values[k] != self.fixed[k])
+        `penalty` once replaced the config's penalty name and broke the row's schema)."""
+        clash = sorted(set(values) & set(self.fixed))
         if clash:
             raise ValueError(f"row values {clash} collide with config/identity columns; rename the metric")
 

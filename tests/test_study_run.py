@@ -82,9 +82,11 @@ def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
     manifest = json.loads((study_dir / "manifest.json").read_text())
     assert manifest["space"] == "smoke" and manifest["trials_total"] == 2 and "finished" in manifest
     index = study_dir / "report" / "index.html"
-    # stdout holds only what the README says: the report path (no Ray banners such as
-    # "View detailed results here" or a TensorBoard hint).
-    assert done.stdout.strip().splitlines() == [str(index)], done.stdout
+    # stdout holds only what the README says, the report path last: no Ray banners ("View
+    # detailed results here", a TensorBoard hint, a "Configuration for experiment" box).
+    assert done.stdout.strip().splitlines()[-1] == str(index)
+    assert not re.search(r"View detailed results|tensorboard|Configuration for experiment", done.stdout, re.I), \
+        done.stdout
     html = index.read_text()
     for target in re.findall(r'(?:src|href)="([^"#:]+)"', html):
         assert (index.parent / target).exists(), target

@@ -75,9 +75,13 @@ def test_real_images_score_well_noise_badly(evaluator, real_images):
 def test_protocol_and_tanh_range(evaluator, cache, real_images):
     protocol = evaluator.protocol
     for key in ("fid_features", "fid_weights_sha256", "fid_resize", "fid_precision", "fid_real_samples",
-                "fid_fake_samples", "fid_split"):
+                "fid_fake_samples"):
         assert isinstance(protocol[key], (str, int, float))
-    assert protocol["fid_features"] == "none" and protocol["fid_real_samples"] == 300 and protocol["fid_split"] == "test"
+    assert protocol["fid_features"] == "none" and protocol["fid_real_samples"] == 300 and evaluator.split == "test"
+    # Protocol columns go into every results row beside the config: no name may be a config field.
+    from study.config import TrialConfig
+
+    assert not set(protocol) & set(TrialConfig.field_names())
     tanh = Evaluator(dataset="digits", split="test", image_size=16, num_samples=300, data_range=(-1.0, 1.0),
                      cache_dir=cache, batch_size=100)
     from_tanh = tanh.evaluate(_real_fn(real_images, 2.0, -1.0))

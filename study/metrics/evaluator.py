@@ -136,7 +136,8 @@ class Evaluator:
             "fid_precision": "float32_highest_stats_float64",
             "fid_real_samples": self.num_samples,
             "fid_fake_samples": self.num_samples,
-            "fid_split": split,
+            # No "fid_split": the split is the trial config's fid_split column, and protocol keys
+            # are merged into rows beside the config (a duplicate key fails the row, study.store).
             "fid_domain_features": self.domain.name,
             "fid_domain_checksum": self.domain.checksum[:16],
             "fid_domain_test_accuracy": float(self.domain.test_accuracy) if self.domain.test_accuracy is not None else float("nan"),

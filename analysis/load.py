@@ -26,7 +26,7 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "penalty_weight", "learning_rate", "beta1", "beta2", "discriminator_steps",
     "batch_size", "z_dim", "train_steps", "eval_every", "seed", "scale", "image_size",
     "width_multiplier", "eval_samples", "fid_split", "discriminator_learning_rate",
-    "adam_epsilon", "weight_clip", "began_gamma", "began_k_learning_rate",
+    "adam_epsilon", "adam_form", "weight_clip", "began_gamma", "began_k_learning_rate",
     "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling", "resnet_tanh",
     "generator_bn_epsilon",
 )

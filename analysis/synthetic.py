@@ -51,7 +51,7 @@ _BASE_CONFIG: dict[str, Any] = {
     "penalty_weight": 10.0, "learning_rate": 2e-4, "beta1": 0.5, "beta2": 0.999, "discriminator_steps": 1,
     "batch_size": 64, "z_dim": 128, "train_steps": 2000, "eval_every": 250, "seed": 0, "scale": "small",
     "image_size": 32, "width_multiplier": 0.5, "eval_samples": 2000, "fid_split": "test",
-    "discriminator_learning_rate": None, "adam_epsilon": 1e-8, "weight_clip": 0.01, "began_gamma": 0.5,
+    "discriminator_learning_rate": None, "adam_epsilon": 1e-8, "adam_form": "tf", "weight_clip": 0.01, "began_gamma": 0.5,
     "began_k_learning_rate": 0.001, "resnet_d_shortcut": "conv", "resnet_d_cin": False, "resnet_d_opt": False,
     "resnet_d_pooling": "mean", "resnet_tanh": False, "generator_bn_epsilon": None,
 }

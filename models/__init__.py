@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from models.architectures import ARCHITECTURES, Architecture
 from models.architectures.registry import began_discriminator
-from models.losses import LOSSES, make_loss
+from models.losses import AUTOENCODER_LOSSES, LOSSES, make_loss
 from models.normalization import NORMALIZATIONS
 from models.penalties import PENALTIES, make_penalty
 from models.registry import Registry, UnknownNameError
@@ -80,7 +80,7 @@ def build(config: Any, image_shape: tuple[int, int, int] | None = None) -> GAN:
     architecture = ARCHITECTURES.get(config.architecture)
     tanh = bool(getattr(config, "resnet_tanh", False))
     data_range = (-1.0, 1.0) if tanh else (0.0, 1.0)
-    if config.loss == "began":
+    if config.loss in AUTOENCODER_LOSSES:
         discriminator = began_discriminator(architecture, config, shape)
     else:
         discriminator = architecture.discriminator(config, shape, 1)

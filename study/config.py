@@ -62,6 +62,7 @@ def paper_train_steps(architecture: str, dataset: str) -> int:
     return 200_000
 
 
+ADAM_FORMS = ("tf", "optax")  # study.train.ADAM_FORMS implements them
 _CHOICE_FIELDS = ("dataset", "architecture", "loss", "normalization", "penalty", "scale")
 
 
@@ -96,6 +97,9 @@ class TrialConfig:
     # --- beyond the paper; defaults reproduce the paper ---
     discriminator_learning_rate: float | None = None  # TTUR; None: same as learning_rate
     adam_epsilon: float = 1e-8
+    # "tf": tf.train.AdamOptimizer's update (eps not bias-corrected), the paper's code;
+    # "optax": optax.adam (eps added to sqrt of the bias-corrected second moment)
+    adam_form: str = "tf"
     weight_clip: float = 0.01  # bound of the classic WGAN weight clipping (penalty="clip")
     began_gamma: float = 0.5  # BEGAN diversity ratio
     began_k_learning_rate: float = 0.001  # BEGAN lambda_k
@@ -163,8 +167,9 @@ class TrialConfig:
             _check_choice(name, getattr(self, name), _choices(name))
         if self.fid_split not in ("test", "train"):
             raise ConfigError(f"fid_split={self.fid_split!r} is not allowed; choose test or train")
-        for name in ("resnet_d_shortcut", "resnet_d_pooling"):
-            allowed = {"resnet_d_shortcut": ("conv", "identity"), "resnet_d_pooling": ("mean", "sum")}[name]
+        for name in ("resnet_d_shortcut", "resnet_d_pooling", "adam_form"):
+            allowed = {"resnet_d_shortcut": ("conv", "identity"), "resnet_d_pooling": ("mean", "sum"),
+                       "adam_form": ADAM_FORMS}[name]
             _check_choice(name, getattr(self, name), allowed)
 
         self._coerce_numbers()

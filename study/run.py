@@ -15,9 +15,14 @@ import pathlib
 import sys
 from typing import Any, Sequence
 
-import search_spaces
-from study.config import ConfigError, TrialConfig
-from study.location import StorageError, at
+from study import runtime
+
+# First, before any import of ray in this driver: Ray reads its log settings at import.
+runtime.configure_ray_driver()
+
+import search_spaces  # noqa: E402
+from study.config import ConfigError, TrialConfig  # noqa: E402
+from study.location import StorageError, at  # noqa: E402
 
 
 class UsageError(ValueError):

@@ -4,7 +4,8 @@ Semantics follow the paper's code (compare_gan_v2 §5): `train_steps` counts
 discriminator updates; every D update gets a fresh real batch and fresh
 z ~ U[-1, 1]^z_dim; G is updated after the first D update of each group of
 `discriminator_steps` with that step's z (the code's `(step - 1) % disc_iters == 0`);
-Adam(lr, beta1, beta2, eps) for each net, constant lr, no weight EMA; G's batch norm
+Adam(lr, beta1, beta2, eps) for each net (as TensorFlow computes it unless
+config.adam_form = "optax"), constant lr, no weight EMA; G's batch norm
 in training mode in both updates (G's forward for those two updates is computed once:
 same z, same weights, same images; its moving averages still advance twice, as there).
 
@@ -36,10 +37,14 @@ PyTree = Any
 # (discriminator_steps included: it enters only through `batch_slots`).
 _PROGRAM_FIELDS = (
     "dataset", "architecture", "loss", "normalization", "penalty", "batch_size",
-    "z_dim", "image_size", "width_multiplier", "adam_epsilon", "weight_clip", "began_gamma",
+    "z_dim", "image_size", "width_multiplier", "adam_epsilon", "adam_form", "weight_clip", "began_gamma",
     "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
     "resnet_tanh", "generator_bn_epsilon",
 )
+
+# D collections that every branch of one D update reads as the update found them
+# (spectral norm's u); the others (batch norm's averages) chain from branch to branch.
+_SHARED_BY_BRANCHES = ("spectral",)
 
 # Real-batch slots of a train-step call for every n_dis up to it: the paper's n_dis 1
 # and 5 then share one program. (A traced n_dis inside a lax.cond per D update was
@@ -99,13 +104,48 @@ def image_shape(config: TrialConfig) -> tuple[int, int, int]:
     return (config.image_size, config.image_size, data.info(config.dataset).channels)
 
 
-def _adam():
+def scale_by_tf_adam(b1, b2, eps) -> optax.GradientTransformation:
+    """Adam's direction as tf.train.AdamOptimizer computes it (compare_gan_v2 §10):
+    m <- b1 m + (1 - b1) g, v <- b2 v + (1 - b2) g^2, t <- t + 1,
+    update = sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps),
+    i.e. TF's "epsilon hat": eps is added to the uncorrected sqrt(v), where optax.adam adds
+    it to sqrt(v_hat) = sqrt(v / (1 - b2^t)). The two differ where sqrt(v_hat) is not large
+    against eps (|g| <~ 1e-5) in the first ~1 / (1 - b2) steps. The state is optax's
+    ScaleByAdamState, so a TrainState has the same layout under either form."""
+
+    def init_fn(params):
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=optax.tree.zeros_like(params),
+                                      nu=optax.tree.zeros_like(params))
+
+    def update_fn(updates, state, params=None):
+        del params
+        mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+        nu = optax.tree.update_moment_per_elem_norm(updates, state.nu, b2, 2)
+        count = optax.safe_increment(state.count)
+        t = count.astype(jnp.float32)
+        step_size = jnp.sqrt(1.0 - b2 ** t) / (1.0 - b1 ** t)
+        updates = jax.tree_util.tree_map(lambda m, v: step_size * m / (jnp.sqrt(v) + eps), mu, nu)
+        return updates, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def tf_adam(learning_rate, b1, b2, eps) -> optax.GradientTransformation:
+    """tf.train.AdamOptimizer(learning_rate, b1, b2, eps): params -= lr * scale_by_tf_adam."""
+    return optax.chain(scale_by_tf_adam(b1, b2, eps), optax.scale_by_learning_rate(learning_rate))
+
+
+# config.adam_form -> the Adam factory; both take (learning_rate, b1, b2, eps).
+ADAM_FORMS = {"tf": tf_adam, "optax": optax.adam}
+
+
+def _adam(form: str = "tf"):
     # inject_hyperparams keeps lr/b1/b2 in the optimizer state as arrays (traced values).
-    return optax.inject_hyperparams(optax.adam)
+    return optax.inject_hyperparams(ADAM_FORMS[form])
 
 
-def make_optimizer(adam_epsilon: float) -> optax.GradientTransformation:
-    return _adam()(learning_rate=1e-4, b1=0.5, b2=0.999, eps=adam_epsilon)
+def make_optimizer(adam_epsilon: float, adam_form: str = "tf") -> optax.GradientTransformation:
+    return _adam(adam_form)(learning_rate=1e-4, b1=0.5, b2=0.999, eps=adam_epsilon)
 
 
 def _set_hyperparams(opt_state, learning_rate: float, beta1: float, beta2: float):
@@ -138,7 +178,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
     slots: real-batch slots per train_step call (default `batch_slots(config)`).
     """
     gan = models.build(config, image_shape(config))
-    optimizer = make_optimizer(config.adam_epsilon)
+    optimizer = make_optimizer(config.adam_epsilon, config.adam_form)
     slots = batch_slots(config) if slots is None else int(slots)
     batch = config.batch_size
     z_dim = gan.z_dim
@@ -168,6 +208,22 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest))
         return out, {**d_rest, **updates}
 
+    def discriminate_pair(d_params: PyTree, d_rest: dict, real: jnp.ndarray, fake: jnp.ndarray):
+        """D(real) and D(fake) of one D update as v2's two branches of one graph: both read
+        the same spectral-norm u, so both use one sigma and u advances by one power iteration
+        per D update (compare_gan_v2 §10). Batch norm keeps per-branch batch statistics; its
+        moving averages advance real then fake. Returns (real logits, fake logits, D's
+        collections after the update, d_fn: x -> D(x) with that same u (the penalty's D))."""
+        read = {k: v for k, v in d_rest.items() if k in _SHARED_BY_BRANCHES}
+        real_out, rest = discriminate(d_params, d_rest, real)
+        # The fake branch starts from u as the update found it; it writes the same new u.
+        fake_out, rest = discriminate(d_params, {**rest, **read}, fake)
+
+        def d_fn(x):
+            return discriminate(d_params, {**rest, **read}, x)[0]
+
+        return real_out, fake_out, rest, d_fn
+
     def latents(rng: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
         """A D update's key -> (z [batch, z_dim] ~ U[-1, 1], the penalty's key)."""
         z_key, penalty_key = jax.random.split(rng)
@@ -181,12 +237,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         d_params, d_rest = _split_collections(state.discriminator)
 
         def loss_fn(params):
-            real_out, rest = discriminate(params, d_rest, real)
-            fake_out, rest = discriminate(params, rest, fake)
+            real_out, fake_out, rest, d_fn = discriminate_pair(params, d_rest, real, fake)
             loss, loss_state = gan.loss.discriminator_loss(real_out, fake_out, state.loss_state)
-
-            def d_fn(x):
-                return discriminate(params, rest, x)[0]
 
             penalty = gan.penalty(d_fn, params, real, fake, penalty_key)
             total = loss + state.penalty_weight * penalty
@@ -205,12 +257,26 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         metrics = {"d_loss": loss, "d_total_loss": total, "d_penalty": penalty, "d_grad_norm": _global_norm(grads)}
         return state, metrics
 
+    def after_step(state: TrainState, real_uint8: jnp.ndarray, z: jnp.ndarray) -> TrainState:
+        """The loss's post-step state update, if it has one (v2's BEGAN `after_training_step_hook`):
+        D(real) and D(G(z)) on the step's real batch and z, recomputed with the updated weights,
+        G and D in training mode (batch statistics of the batch). As v2's `update_k` run, it
+        changes nothing but the loss state: no BN averages, and no spectral-norm u (v2's BEGAN
+        D has none) are kept."""
+        if not hasattr(gan.loss, "after_step"):
+            return state
+        fake, _ = generate(state.generator, z)
+        d_params, d_rest = _split_collections(state.discriminator)
+        real_out, fake_out, _, _ = discriminate_pair(d_params, d_rest, to_model_range(real_uint8, data_range), fake)
+        return state.replace(loss_state=gan.loss.after_step(real_out, fake_out, state.loss_state))
+
     def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
         """One D update of the group after its G update: fresh real batch, fresh z, its own G forward."""
         z, penalty_key = latents(rng)
         # G in training mode (the paper's code); its batch-norm statistics advance here too.
         fake, g_vars = generate(state.generator, z)
-        return d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key)
+        state, metrics = d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key)
+        return after_step(state, real_uint8, z), metrics
 
     def advance_averages(averages: dict, scaled_batch_stats: dict) -> dict:
         """Flax BatchNorm's moving-average update, average <- momentum * average + (1 - momentum)
@@ -260,6 +326,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             discriminator={"params": d_params, **new_d_rest},
             generator_opt=g_opt,
         )
+        # After the whole training step, D's and G's update (v2 runs its hook once per step).
+        state = after_step(state, real_uint8, z)
         return state, d_metrics, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
 
     def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):

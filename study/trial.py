@@ -307,13 +307,20 @@ def main(argv: list[str] | None = None) -> int:
                                          "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain",
                                          "d_loss", "g_loss", "images_per_s", "device_seconds")}
     summary["out"] = str(out_dir)
-    print(json.dumps(summary, default=_json_default))
+    print(json.dumps({k: _json_value(v) for k, v in summary.items()}, allow_nan=False))
     return 0
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.generic,)):
-        return value.item()
+def _json_value(value: Any) -> Any:
+    """A summary value as strict JSON: a missing or non-finite number (None in a fresh run's
+    row, NaN once the row went through parquet on resume) is null, numpy scalars are plain
+    Python, anything else unknown is its str."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
     return str(value)
 
 

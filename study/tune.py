@@ -19,12 +19,11 @@ import sys
 import time
 from typing import Any, Mapping, Sequence
 
-from study import store
+from study import runtime, store
 from study.location import Location, at
 
-# Every trial's progress line matters; Ray would otherwise fold "repeated" lines. Ray
-# reads this when it is imported, so it is set here, before any `import ray`.
-os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+# Before anything in this process imports ray (Ray reads RAY_DEDUP_LOGS at import).
+runtime.configure_ray_driver()
 
 RAY_DIR_NAME = "ray"
 MANIFEST = "manifest.json"

@@ -41,6 +41,7 @@ def test_paper_scale_uses_the_papers_lengths():
         ({"train_steps": 301, "discriminator_steps": 5}, "train_steps=301 is not allowed with discriminator_steps=5"),
         ({"eval_samples": 5000}, "eval_samples=5000 is larger than the digits test split (300 images)"),
         ({"penalty_weight": "ten"}, "penalty_weight='ten' is not allowed; expected a finite number"),
+        ({"adam_form": "keras"}, "adam_form='keras' is not allowed; choose one of: tf, optax"),
     ],
 )
 def test_bad_values_raise_one_clear_line(values, fragment):

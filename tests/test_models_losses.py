@@ -47,8 +47,8 @@ def test_loss_equals_formula_with_finite_gradients_at_extreme_logits(name):
         assert bool(jnp.all(jnp.isfinite(g)))
 
 
-def test_began_loss_and_k_update():
-    loss = losses.BeganLoss(gamma=0.5, k_learning_rate=0.1)
+def test_began_paper_loss_updates_k_in_the_d_step_and_clips_it():
+    loss = losses.BeganPaperLoss(gamma=0.5, k_learning_rate=0.1)
     real_err = jnp.array([0.2, 0.4])  # mean 0.3
     fake_err = jnp.array([0.05, 0.15])  # mean 0.1
     state = {"k": jnp.asarray(0.5, jnp.float32)}
@@ -60,6 +60,23 @@ def test_began_loss_and_k_update():
     _, low = loss.discriminator_loss(jnp.zeros(2), jnp.ones(2) * 100, {"k": jnp.asarray(0.0)})
     _, high = loss.discriminator_loss(jnp.ones(2) * 100, jnp.zeros(2), {"k": jnp.asarray(1.0)})
     assert float(low["k"]) == 0.0 and float(high["k"]) == 1.0
+
+
+def test_began_is_v2s_k_after_the_step_and_unclipped():
+    """compare_gan v2 BEGAN.py: the D step leaves k alone; update_k runs after the step,
+    k + lambda (gamma L(x) - L(G(z))) with no clipping."""
+    loss = losses.make_loss(types.SimpleNamespace(loss="began", began_gamma=0.5, began_k_learning_rate=0.1))
+    assert isinstance(loss, losses.BeganLoss) and loss.gamma == 0.5 and loss.k_learning_rate == 0.1
+    real_err = jnp.array([0.2, 0.4])  # mean 0.3
+    fake_err = jnp.array([0.05, 0.15])  # mean 0.1
+    state = {"k": jnp.asarray(0.5, jnp.float32)}
+    value, same = loss.discriminator_loss(real_err, fake_err, state)
+    assert float(value) == pytest.approx(0.3 - 0.5 * 0.1) and float(same["k"]) == 0.5
+    assert float(loss.generator_loss(fake_err, state)) == pytest.approx(0.1)
+    assert float(loss.after_step(real_err, fake_err, state)["k"]) == pytest.approx(0.5 + 0.1 * (0.5 * 0.3 - 0.1))
+    # not clipped to [0, 1]
+    assert float(loss.after_step(jnp.zeros(2), jnp.ones(2) * 100, {"k": jnp.asarray(0.0)})["k"]) == pytest.approx(-10)
+    assert float(loss.after_step(jnp.ones(2) * 100, jnp.zeros(2), {"k": jnp.asarray(1.0)})["k"]) == pytest.approx(6)
 
 
 def _tiny_critic(weights):

@@ -51,6 +51,20 @@ def test_bad_arguments_are_one_line_errors(args, fragment, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_the_driver_turns_off_rays_log_dedup_before_ray_is_imported():
+    # Ray reads RAY_DEDUP_LOGS once, at import; set later, it still folds trial lines
+    # into "[repeated Nx across cluster]". Checked in a fresh process without the variable.
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DEDUP_LOGS", "RAY_AIR_NEW_OUTPUT")}
+    probe = ("import sys, importlib; importlib.import_module(sys.argv[1]); "
+             "from ray._private import ray_logging; print(ray_logging.RAY_DEDUP_LOGS)")
+    done = subprocess.run([sys.executable, "-c", probe, "study.run"], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "False", done.stdout
+
+
 def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
     study_dir = tmp_path / "smoke"
     done = _run_cli("--space", "smoke", "--out", str(study_dir), "--set", "batch_size=16")
@@ -75,8 +89,11 @@ def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
     assert results["fid_domain_ref_floor"].iloc[0] < results["fid_domain_ref_noise"].iloc[0]
     assert results["classes_covered_domain"].between(0, 10).all()
     index = study_dir / "report" / "index.html"
-    assert str(index) in done.stdout.splitlines()[0]  # the live report's path, printed first
+    # stdout holds only what the README says, the report path last: no Ray banners ("View
+    # detailed results here", a TensorBoard hint, a "Configuration for experiment" box).
     assert done.stdout.strip().splitlines()[-1] == str(index)
+    assert not re.search(r"View detailed results|tensorboard|Configuration for experiment", done.stdout, re.I), \
+        done.stdout
     html = index.read_text()
     for target in re.findall(r'(?:src|href)="([^"#:]+)"', html):
         assert (index.parent / target).exists(), target

@@ -124,3 +124,119 @@ def test_the_shared_g_forward_matches_the_papers_two_forwards():
     expected_params = optax.apply_updates(state0.generator["params"], updates)
     for got, want in zip(jax.tree_util.tree_leaves(state.generator["params"]), jax.tree_util.tree_leaves(expected_params)):
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-7)
+
+
+def _tf_adam_reference(grads, lr, b1, b2, eps, param):
+    """tf.train.AdamOptimizer's documented update, by hand in float64 numpy."""
+    m = np.zeros_like(param)
+    v = np.zeros_like(param)
+    params = []
+    for t, g in enumerate(grads, start=1):
+        lr_t = lr * np.sqrt(1 - b2 ** t) / (1 - b1 ** t)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        param = param - lr_t * m / (np.sqrt(v) + eps)
+        params.append(param)
+    return params
+
+
+def test_adam_is_tensorflows_by_default_with_traced_hyperparameters():
+    """adam_form "tf" (the default) applies eps to the uncorrected sqrt(v) ("epsilon hat");
+    gradients of 1e-6 make it differ from optax.adam by ~50 % in the first steps."""
+    assert TrialConfig().adam_form == "tf"
+    assert training.program_key(TrialConfig()) != training.program_key(TrialConfig(adam_form="optax"))
+    lr, b1, b2, eps = 3e-4, 0.9, 0.99, 1e-8  # not make_optimizer's placeholders: set as traced values
+    rng = np.random.default_rng(0)
+    grads = [np.concatenate([rng.normal(size=3), 1e-6 * rng.choice([-1.0, 1.0], size=3)]) for _ in range(4)]
+    param = np.zeros(6)  # Adam ignores the value; zeros keep float32 rounding far below the steps
+    expected = _tf_adam_reference(grads, lr, b1, b2, eps, param)
+
+    def run(form):
+        optimizer = training.make_optimizer(eps, form)
+        params = jnp.asarray(param, jnp.float32)
+        state = training._set_hyperparams(optimizer.init(params), lr, b1, b2)
+        update = jax.jit(optimizer.update)  # one trace: lr/b1/b2 are arrays of the state
+        out = []
+        for g in grads:
+            updates, state = update(jnp.asarray(g, jnp.float32), state, params)
+            params = optax.apply_updates(params, updates)
+            out.append(np.asarray(params, np.float64))
+        return out
+
+    for got, want in zip(run("tf"), expected):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    # The forms differ where |g| ~ eps / sqrt(1 - b2^t): the first step's 1e-6 gradients.
+    optax_first = run("optax")[0]
+    steps_tf, steps_optax = (expected[0] - param)[3:], (optax_first - param)[3:]
+    assert np.all(np.abs(steps_optax / steps_tf - 1) > 0.05), (steps_tf, steps_optax)
+
+
+def _power_iteration(kernel, u):
+    """One step of compare_gan v2 ops.spectral_norm's power iteration, by hand in numpy."""
+    w = np.asarray(kernel, np.float64).reshape(-1, kernel.shape[-1])
+    normalize = lambda x: x / (np.sqrt(np.sum(x * x)) + 1e-12)  # noqa: E731
+    v = normalize(w.T @ u)
+    return normalize(w @ v)
+
+
+def test_spectral_norm_runs_one_power_iteration_per_d_update_with_one_sigma():
+    """v2 evaluates D(real) and D(fake) as two branches of one graph: both read the same u
+    (one sigma) and u advances once per D update, plus once in the G step. One group with
+    n_dis = 1: u = iteration(W after the D update, iteration(W before, u0)) for every layer,
+    and the D loss is that of both logits normalised from u0."""
+    config = TrialConfig.from_dict({**BASE, "discriminator_steps": 1})
+    assert config.normalization == "spectral" and config.loss == "ns"
+    program = training.get_program(config)
+    gan = program.gan
+    key = jax.random.PRNGKey(3)
+    state0 = training.init_state(program, config, jax.random.PRNGKey(0))
+    before = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), state0)  # train_step donates state0
+    real = _batches(program, config, 1)
+    state, metrics = program.train_step(state0, real, key)
+
+    spectral = jax.tree_util.tree_flatten_with_path(before.discriminator["spectral"])[0]
+    assert len(spectral) == 8  # 7 convs and the linear of SNDCGAN's D
+    for path, u0 in spectral:
+        layer = path[0].key
+        once = _power_iteration(before.discriminator["params"][layer]["kernel"], u0)  # the D update's
+        expected = _power_iteration(np.asarray(state.discriminator["params"][layer]["kernel"]), once)  # the G step's
+        got = np.asarray(state.discriminator["spectral"][layer]["u"])
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6, err_msg=layer)
+
+    # Both logits of the D update normalised with the sigma of one iteration from u0: each
+    # apply below starts from u0.
+    z_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # D update k uses fold_in(rng, k)
+    z = jax.random.uniform(z_key, (config.batch_size, gan.z_dim), jnp.float32, -1.0, 1.0)
+    fake = gan.generator.apply(before.generator, z, train=True, mutable=["batch_stats"])[0]
+    images = training.to_model_range(real[0], tuple(gan.data_range))
+
+    def logits(x):
+        return gan.discriminator.apply(before.discriminator, x, train=True, mutable=["spectral"])[0]
+
+    expected_loss, _ = gan.loss.discriminator_loss(logits(images), logits(fake), before.loss_state)
+    np.testing.assert_allclose(float(metrics["d_loss"]), float(expected_loss), rtol=1e-5)
+
+
+def test_began_updates_k_once_per_step_after_the_g_update_with_the_new_weights():
+    """v2's BEGAN runs update_k after each training step (D's update, and G's when the group
+    has one) on the step's real batch and z, with the updated weights; k is not clipped."""
+    config = TrialConfig.from_dict({**BASE, "loss": "began", "normalization": "none", "discriminator_steps": 1,
+                                    "began_k_learning_rate": 0.5})
+    program = training.build_program(config)
+    gan = program.gan
+    key = jax.random.PRNGKey(3)
+    state0 = training.init_state(program, config, jax.random.PRNGKey(0))
+    real = _batches(program, config, 1)
+    state, _ = jax.jit(program.train_step)(state0, real, key)
+
+    z_key, _ = jax.random.split(jax.random.fold_in(key, 0))  # D update k uses fold_in(rng, k)
+    z = jax.random.uniform(z_key, (config.batch_size, gan.z_dim), jnp.float32, -1.0, 1.0)
+    fake = gan.generator.apply(state.generator, z, train=True, mutable=["batch_stats"])[0]
+    images = training.to_model_range(real[0], tuple(gan.data_range))
+
+    def errors(x):
+        return gan.discriminator.apply(state.discriminator, x, train=True, mutable=["batch_stats"])[0]
+
+    expected = 0.0 + 0.5 * (0.5 * float(jnp.mean(errors(images))) - float(jnp.mean(errors(fake))))
+    assert float(state0.loss_state["k"]) == 0.0 and expected != 0.0
+    np.testing.assert_allclose(float(state.loss_state["k"]), expected, rtol=1e-4)

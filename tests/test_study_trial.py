@@ -145,3 +145,25 @@ def test_the_tiny_preset_trains_past_a_mode_collapsed_blob(tiny_recommended):
 def test_the_tiny_preset_trains_below_the_noise_baseline(tiny_recommended):
     rows = tiny_recommended
     assert rows["fid_domain"].min() < rows["fid_domain_ref_noise"].iloc[0]
+
+
+def _strict_json(line: str) -> dict:
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(line, parse_constant=refuse)
+
+
+def test_trial_cli_prints_the_same_strict_json_when_it_resumes_a_finished_trial(tmp_path, capsys):
+    # A resumed trial reports its stored row: fid went through parquet as NaN, not None.
+    from study.trial import main
+
+    args = [f"{key}={value}" for key, value in SMALL.items()] + [f"out={tmp_path}"]
+    assert main(args) == 0
+    fresh = _strict_json(capsys.readouterr().out.strip().splitlines()[-1])
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "resuming from step 20" in captured.err
+    resumed = _strict_json(captured.out.strip().splitlines()[-1])
+    assert fresh["fid"] is None and fresh["step"] == 20
+    assert resumed == fresh

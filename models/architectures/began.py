@@ -5,9 +5,12 @@ Our choice, per architecture at the same width multiplier: the encoder is the
 architecture's own discriminator (same layers, D normalization, SN) whose final linear
 outputs a `code_dim` code instead of one logit; the decoder is the architecture's
 generator network (BN, output activation into the data range) applied to that code.
-Departures from compare_gan v2's legacy `BEGAN.py` (a 1-conv encoder / 1-deconv decoder,
-and a batch-level L2 error sqrt(2 l2_loss(x - AE(x))) / batch): a deeper AE matching the
-architecture under study, and BEGAN's paper L1 error per example.
+compare_gan v2's `gans/BEGAN.py` has its own small AE (encoder: conv4x4/2 64, lrelu,
+conv4x4/2 128, linear to a 64-d code (+ BN if D uses it), lrelu; decoder: linear to
+(H/4)(W/4)128 (+ BN), lrelu, deconv4x4/2 64 (+ BN), lrelu, deconv4x4/2 C, sigmoid) and
+the same error, tf.reduce_mean(tf.abs(out - x)) over the batch = the batch mean of this
+L(x). Our departure is the AE only: the architecture under study instead of v2's fixed
+one. The losses and v2's k update are models.losses.BeganLoss.
 """
 from __future__ import annotations
 

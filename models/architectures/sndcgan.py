@@ -12,9 +12,11 @@ model.
 D: x in [0, 1] -> 2x - 1 -> conv3x3 64, conv4x4/2 128, conv3x3 128, conv4x4/2 256,
 conv3x3 256, conv4x4/2 512, conv3x3 512 (each followed by lrelu 0.1) -> flatten -> linear
 -> logits [batch]. All kernels N(0, 0.02). Spectral normalization (if selected) divides all
-7 convs and the linear (8 weight layers). compare_gan v2 allows only SN/none in this D;
-like v3's sndcgan we also offer batch/layer norm, placed after every conv except the first
-and before the lrelu (not after the linear).
+7 convs and the linear (8 weight layers). compare_gan v2's sn_discriminator has no batch
+or layer norm (only SN or none), and v3's sndcgan has none either: no reference code places
+them. Our choice, without a reference: batch/layer norm after every conv except the first
+and before its lrelu, not after the linear (where the paper places BN/LN in the ResNet D:
+before each nonlinearity).
 
 All channel counts are multiplied by `width_multiplier` (rounded, at least 1).
 """

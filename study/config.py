@@ -237,7 +237,7 @@ class TrialConfig:
                 # OverflowError / a message without the field's name on them).
                 if (isinstance(value, bool) or not _is_number(value) or not math.isfinite(float(value))
                         or float(value) != int(float(value))):
-                    raise ConfigError(f"{f.name}={value!r} is not allowed; expected a finite integer")
+                    raise ConfigError(f"{f.name}={value!r} is not allowed; expected an integer")
                 object.__setattr__(self, f.name, int(value))
             elif kind is float:
                 if isinstance(value, bool) or not _is_number(value) or not math.isfinite(float(value)):

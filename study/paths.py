@@ -42,4 +42,4 @@ def disk_full_message(error: OSError, folder: str | os.PathLike) -> str | None:
     if error.errno not in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
         return None
     where = error.filename or folder
-    return f"no space left on the device writing {where} (folder {folder}); free space there and run again"
+    return f"no space left on the device writing {where} (folder {folder})"

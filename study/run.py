@@ -94,14 +94,14 @@ def _resume_argv(study_dir: pathlib.Path) -> list[str]:
     return original
 
 
-def _check_out(study_dir: pathlib.Path, resuming: bool) -> None:
+def _check_out(out: str, resuming: bool) -> None:
     """A new study goes into a new or empty folder: one holding other files (someone's
     results.parquet or report/) would have them overwritten. Paths that cannot be a
     writable folder are refused before anything starts."""
     from study.paths import check_output_dir
 
     try:
-        check_output_dir(study_dir, "--resume" if resuming else "--out")
+        study_dir = check_output_dir(out, "--resume" if resuming else "--out")
     except ValueError as error:
         raise UsageError(str(error)) from None
     if resuming or not study_dir.is_dir():
@@ -280,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
         if not args.dry_run:
             if args.out is not None:
-                _check_out(pathlib.Path(args.out), bool(args.resume))
+                _check_out(args.out, bool(args.resume))
             _check_datasets(trials, args.address)
             _check_address(args.address)
     except (UsageError, ConfigError, ValueError) as error:
@@ -303,7 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = disk_full_message(error, study_dir)
         if message is None:
             raise
-        print(f"error: {message}; then `python -m study.run --resume {study_dir}`", file=sys.stderr)
+        print(f"error: {message}; free space there, then `python -m study.run --resume {study_dir}`",
+              file=sys.stderr)
         return 1
 
 

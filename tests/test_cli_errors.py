@@ -74,7 +74,7 @@ def test_non_finite_numbers_name_the_field_and_the_typed_value(field, text):
 
 def test_non_finite_integer_from_data_is_a_config_error_not_overflow():
     for value in (float("inf"), float("nan"), 10**400):
-        with pytest.raises(config.ConfigError, match="train_steps=.* expected a finite integer"):
+        with pytest.raises(config.ConfigError, match="train_steps=.* is not allowed; expected an integer"):
             config.TrialConfig.from_dict({"train_steps": value})
 
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             message = disk_full_message(error, storage.data_root(args.data_dir))
         if message is None:
             raise
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {message}; free space there and run the command again", file=sys.stderr)
         return 1
     return 0
 

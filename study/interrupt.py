@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -53,12 +54,26 @@ def _handler(signum: int, frame) -> None:
         tune_stop = signal.getsignal(signal.SIGUSR1) if hasattr(signal, "SIGUSR1") else None
         # Inside Tuner.fit, Ray Tune's SIGUSR1 handler ends its loop gracefully; anywhere
         # else (Ray starting, between Bayesian rounds) the study stops where it is.
-        if _state["in_fit"] and callable(tune_stop) and tune_stop is not _handler:
+        if _state["in_fit"]:
             print(f"[study] {signal.Signals(signum).name} received: stopping the trials and saving the study's "
                   f"state (send it again to stop at once)", file=sys.stderr, flush=True)
-            os.kill(os.getpid(), signal.SIGUSR1)
+            if callable(tune_stop):
+                os.kill(os.getpid(), signal.SIGUSR1)
+            else:
+                # Tuner.fit is setting up: raising now would leave Ray's experiment state
+                # half written (a resume then found no trials). Ask Tune to stop as soon
+                # as its loop has installed its handler.
+                threading.Thread(target=_stop_tune_when_ready, daemon=True).start()
             return
     raise Interrupted(_state["received"])
+
+
+def _stop_tune_when_ready() -> None:
+    while _state["in_fit"]:
+        if callable(signal.getsignal(signal.SIGUSR1)):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            return
+        time.sleep(0.05)
 
 
 def _install() -> None:
@@ -118,6 +133,10 @@ def tune_fit():
         yield
         return
     _install()
+    if hasattr(signal, "SIGUSR1"):
+        # Ray Tune installs its SIGUSR1 (graceful stop) handler at the start of each fit and
+        # never removes it: reset, so a callable handler means this fit's.
+        signal.signal(signal.SIGUSR1, signal.SIG_DFL)
     _state["in_fit"] = True
     try:
         yield

@@ -525,6 +525,26 @@ def build_report(study_dirs, out_dir=None, top: float = 0.05, n_boot: int = 200,
     return index
 
 
+def _check_report_out(out: str) -> None:
+    """--out must be a writable folder, and one whose index.html (if any) this command
+    wrote: someone's own page there would be overwritten."""
+    from study.paths import check_output_dir
+
+    try:
+        folder = check_output_dir(out, "--out")
+    except ValueError as error:
+        raise StudyDataError(str(error)) from None
+    index = folder / "index.html"
+    if index.exists():
+        try:
+            ours = GENERATOR_MARK in index.read_text(errors="replace")[:2000]
+        except OSError:
+            ours = False
+        if not ours:
+            raise StudyDataError(f"--out {out}: its index.html was not written by analysis.report and would be "
+                                 f"overwritten; give another folder")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
     parser.add_argument("study_dirs", nargs="+", metavar="STUDY_DIR")
@@ -534,6 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     args = parser.parse_args(argv)
     try:
+        if args.bootstrap < 1:
+            raise StudyDataError(f"--bootstrap {args.bootstrap} is not allowed; it must be >= 1 (e.g. 200)")
+        if args.out is not None:
+            _check_report_out(args.out)
         index = build_report(args.study_dirs, args.out, args.top, args.bootstrap, args.seed)
     except StudyDataError as error:
         print(f"error: {error}", file=sys.stderr)

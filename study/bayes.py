@@ -647,7 +647,10 @@ def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, 
             callbacks=[tune._progress_callback(progress)], verbose=0,
         ),
     )
-    tuner.fit()
+    from study import interrupt
+
+    with interrupt.tune_fit():  # an interrupted round raises: its unfinished trials are not fed as failures
+        tuner.fit()
     # Fed after the round, from each trial's rows.parquet (the durable record): Ray
     # pickles its callbacks with the experiment, so they must not hold the Ax clients;
     # a kill mid-round loses nothing, since resume reads the same rows.

@@ -240,7 +240,10 @@ class TrialConfig:
                     raise ConfigError(f"{f.name}={value!r} is not allowed; expected true or false")
                 object.__setattr__(self, f.name, bool(value))
             elif kind is int:
-                if isinstance(value, bool) or not _is_number(value) or float(value) != int(float(value)):
+                # inf, nan and 1e400 are not integers: checked before int() (which raises
+                # OverflowError / a message without the field's name on them).
+                if (isinstance(value, bool) or not _is_number(value) or not math.isfinite(float(value))
+                        or float(value) != int(float(value))):
                     raise ConfigError(f"{f.name}={value!r} is not allowed; expected an integer")
                 object.__setattr__(self, f.name, int(value))
             elif kind is float:
@@ -280,7 +283,7 @@ def _check_choice(name: str, value: Any, allowed) -> None:
 def _is_number(value: Any) -> bool:
     try:
         float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond float range
         return False
     return not isinstance(value, str)
 
@@ -322,4 +325,8 @@ def _parse_string(name: str, text: str, annotation: Any) -> Any:
         number = float(text)
     except ValueError:
         raise ConfigError(f"{name}={text!r} is not allowed; expected a number") from None
+    # Named as typed: "1e400" overflows to inf, and the message must show what the user wrote.
+    if not math.isfinite(number):
+        expected = "a finite integer" if kind is int else "a finite number"
+        raise ConfigError(f"{name}={text!r} is not allowed; expected {expected}")
     return number

@@ -22,7 +22,7 @@ runtime.configure_ray_driver()
 
 import search_spaces  # noqa: E402
 from study.config import ConfigError, TrialConfig  # noqa: E402
-from study.location import StorageError, at  # noqa: E402
+from study.location import Location, StorageError, at  # noqa: E402
 
 
 class UsageError(ValueError):
@@ -88,8 +88,83 @@ def _parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
         key, value = pair.split("=", 1)
         if key not in fields:
             raise UsageError(f"--set field {key!r} is unknown; allowed fields: {', '.join(fields)}")
+        if key in values:  # last-wins would silently drop the first value
+            raise UsageError(f"--set {key} is given twice ({key}={values[key]!r} and {key}={value!r}); give it once")
         values[key] = value
     return values
+
+
+def _resume_argv(study_dir: Location) -> list[str]:
+    """The original command-line arguments recorded in a study's manifest.json."""
+    manifest_path = study_dir / "manifest.json"
+    if not manifest_path.exists():
+        raise UsageError(f"--resume {study_dir}: no manifest.json there; is it a study directory?")
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"--resume {study_dir}: {manifest_path} is not readable JSON ({error})") from None
+    original = manifest.get("argv") if isinstance(manifest, dict) else None
+    if not isinstance(original, list) or not all(isinstance(a, str) for a in original):
+        raise UsageError(f"--resume {study_dir}: {manifest_path} records no command line ('argv': a list of "
+                         f"strings); it was not written by study.run")
+    return original
+
+
+def _check_out(out: str, resuming: bool) -> None:
+    """A new study goes into a new or empty folder: one holding other files (someone's
+    results.parquet or report/) would have them overwritten. Paths that cannot be a
+    writable folder are refused before anything starts."""
+    from study.paths import check_output_dir
+
+    if not at(out).is_local:  # remote storage: study.location checks it (check_reachable)
+        return
+    try:
+        study_dir = check_output_dir(out, "--resume" if resuming else "--out")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if resuming or not study_dir.is_dir():
+        return
+    if (study_dir / "manifest.json").exists():
+        raise UsageError(f"{study_dir} already holds a study; use --resume {study_dir} or another --out")
+    if any(study_dir.iterdir()):
+        raise UsageError(f"--out {study_dir}: the folder is not empty and holds no study (no manifest.json); "
+                         f"give a new or empty folder")
+
+
+def _check_datasets(trials: Sequence[dict[str, Any]], address: str | None) -> None:
+    """Prepared datasets are opened (memory maps, no reading) before Ray starts, so a
+    missing one is one line now rather than a failed trial per configuration. On a
+    cluster (--address / $RAY_ADDRESS) the workers' data is what counts: not checked."""
+    import os
+
+    if address or os.environ.get("RAY_ADDRESS"):
+        return
+    from study import data
+
+    for name, split in sorted({(t["dataset"], s) for t in trials for s in ("train", t["fid_split"])}):
+        try:
+            data.load(name, split)
+        except data.DataError as error:
+            raise UsageError(str(error)) from None
+
+
+def _check_address(address: str | None) -> None:
+    """An unreachable `--address HOST:PORT` fails in seconds (ray.init would retry
+    "Failed to connect to GCS" for minutes)."""
+    import os
+    import socket
+
+    address = address or os.environ.get("RAY_ADDRESS")
+    if not address or address in ("auto", "local") or address.startswith("ray://"):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise UsageError(f"--address {address!r} is not HOST:PORT (or auto)")
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        raise UsageError(f"--address {address}: no Ray head answers there ({error.strerror or error}); "
+                         f"start one with `ray start --head --port {port}` or drop --address") from None
 
 
 DEFAULTS = {"dataset": "digits", "architecture": "sndcgan", "scale": "tiny"}
@@ -215,10 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out, args.storage = args.storage, None
         if args.resume:
             study_dir = at(args.resume)
-            manifest_path = study_dir / "manifest.json"
-            if not manifest_path.exists():
-                raise UsageError(f"--resume {study_dir}: no manifest.json there; is it a study directory?")
-            original = manifest_path.read_json()["argv"]
+            original = _resume_argv(study_dir)
             args = parser.parse_args([*original, *argv])
             args.storage = None
             args.out = study_dir.uri
@@ -233,35 +305,89 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
         if args.report_every is not None and args.report_every < 0:
             raise UsageError(f"--report-every={args.report_every} is not allowed; it must be >= 0 (0: only at the end)")
+        if not args.dry_run:
+            if args.out is not None:
+                _check_out(args.out, bool(args.resume))
+            _check_datasets(trials, args.address)
+            _check_address(args.address)
     except (UsageError, ConfigError, StorageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if args.dry_run:
         print_dry_run(space, arms, trials, args.json)
         return 0
-    return run_study(args, argv, space, arms, trials, resources)
+    from study import interrupt
+
+    study_dir = at(args.out) if args.out else at(default_study_dir(space.name))
+    try:
+        with interrupt.study_guard():
+            return run_study(args, argv, space, arms, trials, resources, study_dir)
+    except (interrupt.Interrupted, KeyboardInterrupt) as stop:
+        return _stopped(study_dir, stop)
+    except OSError as error:
+        from study.paths import disk_full_message
+
+        message = disk_full_message(error, study_dir)
+        if message is None:
+            raise
+        print(f"error: {message}; free space there, then `python -m study.run --resume {study_dir}`",
+              file=sys.stderr)
+        return 1
 
 
 EXIT_MISSING = 3  # trials that left no final row (lost node, Ray gave up): never exit 0
 
 
-def run_study(args, argv, space, arms, trials, resources) -> int:
+def _stopped(study_dir: Location, stop: BaseException) -> int:
+    """After SIGINT / SIGTERM: Ray shut down, results so far collected, the manifest marked
+    interrupted (not finished), and the last line names the command that continues."""
+    import signal
+
+    from study import interrupt, store, tune
+
+    signum = stop.signum if isinstance(stop, interrupt.Interrupted) else int(signal.SIGINT)
+    name = signal.Signals(signum).name
+    try:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()  # now, so no Ray output follows the last line
+    except Exception:  # noqa: BLE001 - shutting down must not hide the last line
+        pass
+    if not (study_dir / tune.MANIFEST).exists():
+        print(f"interrupted by {name} before the study started; nothing to resume", file=sys.stderr, flush=True)
+        return 128 + signum
+    try:
+        store.collect(study_dir)
+        tune.write_manifest(study_dir, interrupted=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                            interrupted_by=name)
+    except (OSError, ValueError) as error:  # the stop must still end in its one line
+        print(f"warning: could not record the interruption in {study_dir}: {error}", file=sys.stderr)
+    print(f"interrupted by {name}; continue with: python -m study.run --resume {study_dir}",
+          file=sys.stderr, flush=True)
+    return 128 + signum
+
+
+def run_study(args, argv, space, arms, trials, resources, study_dir: Location | None = None) -> int:
     import time
 
+    from study import interrupt, store, tune
     from study import location as location_module
-    from study import store, tune
 
-    study_dir = at(args.out) if args.out else at(default_study_dir(space.name))
+    study_dir = study_dir or (at(args.out) if args.out else at(default_study_dir(space.name)))
     resuming = bool(args.resume)
     if not resuming and (study_dir / "manifest.json").exists():
         print(f"error: {study_dir} already holds a study; use --resume {study_dir} or another --out",
               file=sys.stderr)
         return 2
     try:
-        study_dir.mkdir()
+        # Ray first: a cluster that cannot be reached leaves no manifest behind (which would
+        # make the same --out refused next time).
         tune.init_ray(args.address)
+        interrupt.reinstall()  # ray.init set its own SIGTERM handler
+        study_dir.mkdir()
         location_module.check_reachable(study_dir)
-    except (StorageError, OSError) as error:
+    except StorageError as error:
         print(f"error: {str(error).splitlines()[0]}", file=sys.stderr)
         return 2
     if not resuming:
@@ -311,7 +437,7 @@ def run_study(args, argv, space, arms, trials, resources) -> int:
     tune.write_manifest(study_dir, finished=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                         wall_time_s=wall, disk_bytes_per_trial=disk, disk_bytes=sum(disk.values()),
                         keep_checkpoints=args.keep_checkpoints, trials_missing=missing,
-                        references=store.reference_points(frame))
+                        references=store.reference_points(frame), interrupted=None, interrupted_by=None)
     summary = _summary(frame)
     if missing:
         summary += (f"; MISSING {len(missing)} of {len(trials)} trial(s) (recorded as failed: "

@@ -262,13 +262,28 @@ def run_trial(
 
 
 def parse_overrides(pairs: list[str]) -> tuple[dict[str, str], str | None]:
+    """(field values, out) of `KEY=VALUE` arguments.
+
+    A key given twice is refused (last-wins would silently drop the first value), and
+    `out=` must name a folder that can be written: one-line ConfigErrors, before any work.
+    """
+    from study.paths import check_output_dir
+
     values: dict[str, str] = {}
     out = None
+    seen: dict[str, str] = {}
     for pair in pairs:
         if "=" not in pair:
             raise ConfigError(f"argument {pair!r} is not KEY=VALUE; fields: {', '.join(TrialConfig.field_names())}")
         key, value = pair.split("=", 1)
+        if key in seen:
+            raise ConfigError(f"{key} is given twice ({key}={seen[key]!r} and {key}={value!r}); give it once")
+        seen[key] = value
         if key == "out":
+            try:
+                check_output_dir(value, "out=")
+            except ValueError as error:
+                raise ConfigError(str(error)) from None
             out = value
         else:
             values[key] = value

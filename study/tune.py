@@ -442,5 +442,8 @@ def run_grid(
         ),
         run_config=run_config,
     )
-    tuner.fit()
+    from study import interrupt
+
+    with interrupt.tune_fit():  # a stop signal under study.run's guard: Ray saves, then Interrupted
+        tuner.fit()
     store.collect(study)

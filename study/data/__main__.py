@@ -11,6 +11,8 @@ from study import data
 from study.data import celebahq, cifar10, lsun, storage
 
 PREPARERS = {"cifar10": cifar10.prepare, "celebahq128": celebahq.prepare, "lsun_bedroom": lsun.prepare}
+PREPARE_HINTS = {"cifar10": cifar10.PREPARE_HINT, "celebahq128": celebahq.PREPARE_HINT,
+                 "lsun_bedroom": lsun.PREPARE_HINT}
 
 CELEBAHQ_STEPS = """CelebA-HQ has no stable public URL; build it by hand:
   1. Produce the 30,000 CelebA-HQ images (progressive_growing_of_gans dataset_tool.py create_celebahq,
@@ -56,7 +58,7 @@ def _info(data_dir) -> None:
         prepared = "embedded" if name == "digits" else "not prepared"
         if name != "digits" and (root / name / "manifest.json").is_file():
             try:
-                _, manifest = storage.read_manifest(name, data_dir, "")
+                _, manifest = storage.read_manifest(name, data_dir, PREPARE_HINTS[name])
                 counts = ", ".join(f"{k} {v['count']:,}" for k, v in sorted(manifest["splits"].items()))
                 prepared = f"prepared: {counts}{'' if manifest.get('official') else ', unofficial'}"
             except data.DataError as error:
@@ -91,6 +93,13 @@ def _download(name: str, data_dir) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if args.command in ("prepare", "download") and args.data_dir is not None:
+            from study.paths import check_output_dir
+
+            try:
+                check_output_dir(args.data_dir, "--to")
+            except ValueError as error:
+                raise data.DataError(str(error)) from None
         if args.command == "info":
             _info(args.data_dir)
         elif args.command == "prepare":
@@ -106,6 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     except data.DataError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        message = None
+        if args.command in ("prepare", "download"):
+            from study.paths import disk_full_message
+
+            message = disk_full_message(error, storage.data_root(args.data_dir))
+        if message is None:
+            raise
+        print(f"error: {message}; free space there and run the command again", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -26,17 +26,49 @@ def load_images(path: str) -> np.ndarray:
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        images = np.stack([np.asarray(Image.open(f).convert("RGB")) for f in files])
-    elif p.suffix == ".npy":
-        images = np.load(p)
-    elif p.suffix == ".npz":
-        with np.load(p) as archive:
-            images = archive[archive.files[0]]
+        arrays = []
+        for file in files:
+            try:
+                with Image.open(file) as image:
+                    arrays.append(np.asarray(image.convert("RGB")))
+            except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
+                raise ValueError(f"{file} is not a readable image ({type(error).__name__})") from None
+        if len({a.shape for a in arrays}) > 1:
+            raise ValueError(f"{path}: images of different sizes {sorted({a.shape[:2] for a in arrays})}; "
+                             f"all must share one size")
+        images = np.stack(arrays)
+    elif p.suffix in (".npy", ".npz"):
+        try:
+            if p.suffix == ".npy":
+                images = np.load(p)
+            else:
+                with np.load(p) as archive:
+                    if not archive.files:
+                        raise ValueError(f"{path} holds no arrays; need one uint8 [N, H, W, 1|3]")
+                    images = archive[archive.files[0]]
+        except (OSError, EOFError) as error:
+            raise ValueError(f"{path} is not a readable {p.suffix} file ({error})") from None
     else:
         raise ValueError(f"{path} is not an image folder, .npy or .npz")
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] not in (1, 3):
         raise ValueError(f"{path}: array {images.dtype} {images.shape} not allowed; need uint8 [N, H, W, 1|3]")
+    if len(images) < 2:  # a covariance needs two samples; checked before any network work
+        raise ValueError(f"{path} holds {len(images)} image(s); FID needs at least 2 per set")
     return images
+
+
+def _check_features_out(path: str) -> None:
+    """--features-out must be writable before minutes of feature extraction, not after."""
+    import os
+
+    target = pathlib.Path(path).expanduser()
+    if target.is_dir():
+        raise ValueError(f"--features-out {path} is a folder; give a .npy file path")
+    parent = target.parent
+    if not parent.is_dir():
+        raise ValueError(f"--features-out {path}: {parent} is not an existing folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise ValueError(f"--features-out {path} is not writable")
 
 
 def pool3_features(images: np.ndarray, network, batch_size: int) -> np.ndarray:
@@ -69,11 +101,17 @@ def main(argv=None) -> int:
     try:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size={args.batch_size} not allowed; need >= 1")
+        if args.features_out:
+            _check_features_out(args.features_out)
+        images_a, images_b = load_images(args.path_a), load_images(args.path_b)
         weights = inception.find_weights(args.weights, None)
         if weights is None:
             raise FileNotFoundError(f"FID Inception weights not found. {inception.WHERE_TO_PUT_WEIGHTS}")
-        images_a, images_b = load_images(args.path_a), load_images(args.path_b)
-        network = inception.FIDInception.from_file(weights, resize=args.resize)
+        try:
+            network = inception.FIDInception.from_file(weights, resize=args.resize)
+        except (AttributeError, KeyError, TypeError) as error:  # a dict, but not of tensors / not Inception's
+            raise ValueError(f"{weights} is not the FID Inception state dict ({type(error).__name__}: "
+                             f"{str(error)[:200]})") from None
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -116,7 +116,11 @@ def _check_out(out: str, resuming: bool) -> None:
     writable folder are refused before anything starts."""
     from study.paths import check_output_dir
 
-    if not at(out).is_local:  # remote storage: study.location checks it (check_reachable)
+    try:
+        remote = not at(out).is_local
+    except StorageError:
+        remote = False  # check_output_dir's line names the flag and what is wrong
+    if remote:  # remote storage: study.location checks it (check_reachable)
         return
     try:
         study_dir = check_output_dir(out, "--resume" if resuming else "--out")

@@ -38,13 +38,13 @@ class ScalePreset:
 # look; paper: the paper's networks, steps and evaluation protocol. Step counts are
 # multiples of 5 so that n_dis in {1, 5} divides them.
 SCALES: dict[str, ScalePreset] = {
-    # tiny: digits at their native 8x8 (ResNet-CIFAR's smallest is 16x16), width 1/8, 750 D
-    # steps, evaluated at 250, 500 and 750: the most training the 144-trial Table 1 default
-    # affords in ~30 minutes on a 2-core CPU. Learning curves (README, "The tiny scale"): at
-    # 100 steps, the old preset, no trial had started to learn; NS + SN at lr 1e-3 reaches
-    # fid_domain ~330 at 1,000 steps and ~314 at 1,750, below uniform noise (~250) only with
-    # width 1/4 and ~1,500+ steps, which this budget does not afford.
-    "tiny": ScalePreset(width_multiplier=0.125, image_size=8, train_steps=750, eval_every=250, eval_samples=300),
+    # tiny: digits at their native 8x8 (ResNet-CIFAR's smallest is 16x16), width 1/8, 400 D
+    # steps evaluated at 200 and 400: the most training the 144-trial Table 1 default affords
+    # in 30 minutes on a 2-core CPU (its GP arms cost ~2x a plain arm per D step). Learning
+    # curves (README, "The tiny scale"): the old 100 steps had not started to learn; NS + SN at
+    # lr 1e-3 is at fid_domain ~370-460 at 400-500 steps (untrained G ~853, mean image ~422,
+    # uniform noise ~258, real data 6.3); below noise takes ~1,500+ steps at width 1/4.
+    "tiny": ScalePreset(width_multiplier=0.125, image_size=8, train_steps=400, eval_every=200, eval_samples=300),
     "small": ScalePreset(width_multiplier=0.5, image_size=32, train_steps=10_000, eval_every=2_000, eval_samples=2_000),
     "paper": ScalePreset(width_multiplier=1.0, image_size=None, train_steps=None, eval_every=20_000, eval_samples=None),
 }

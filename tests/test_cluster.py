@@ -208,8 +208,9 @@ def test_a_lost_worker_node_resumes_the_trial_at_its_checkpoint_on_a_fresh_node(
 
     worker = cluster.add_worker()
     out = "s3://studies/lost-node"
-    args = [sys.executable, "-m", "study.run", *SMOKE, "--set", "train_steps=40",
-            "--address", cluster.address, "--out", out]
+    # A longer smoke study (each --set key may be given once).
+    smoke = ["train_steps=40" if arg == "train_steps=20" else arg for arg in SMOKE]
+    args = [sys.executable, "-m", "study.run", *smoke, "--address", cluster.address, "--out", out]
     log = open(cluster.root / "driver.log", "w+")
     driver = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=cluster.driver_env(),
                               cwd=pathlib.Path(__file__).resolve().parent.parent, start_new_session=True)

@@ -56,7 +56,7 @@ def test_sigint_then_sigterm_stop_cleanly_and_resume_completes(tmp_path):
 
     log = tmp_path / "second.log"
     driver = _start(log, "--resume", str(study_dir))
-    _wait_for(log, driver, "resuming Ray experiment")
+    _wait_for(log, driver, "resuming from the study's rows and checkpoints")
     time.sleep(5)
     driver.send_signal(signal.SIGTERM)
     _check_stopped(driver, log, study_dir, signal.SIGTERM)

@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import pandas as pd
@@ -65,13 +66,15 @@ def test_study_connects_to_a_running_ray_head(tmp_path):
     env = {**os.environ, "RAY_ADDRESS": "", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_AUTH_MODE": "disabled"}  # a loopback-only test cluster
     # --block keeps the head's processes below this Popen, so the test ends them by their ids.
+    # A short --temp-dir: Ray's Unix sockets live under it (at most 107 bytes of path).
+    temp_dir = tempfile.mkdtemp(prefix="rayhead-", dir="/tmp")
     head = subprocess.Popen([RAY, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
                              "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats",
-                             f"--temp-dir={tmp_path / 'ray'}"],
+                             f"--temp-dir={temp_dir}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
         deadline = time.time() + 180
-        while time.time() < deadline:
+        while time.time() < deadline and head.poll() is None:
             with socket.socket() as probe:
                 if probe.connect_ex(("127.0.0.1", int(port))) == 0:
                     break
@@ -86,3 +89,4 @@ def test_study_connects_to_a_running_ray_head(tmp_path):
         assert results["trial_id"].nunique() == 2 and results["status"].eq("completed").all()
     finally:
         kill_tree(head)
+        shutil.rmtree(temp_dir, ignore_errors=True)

@@ -37,7 +37,6 @@ Decisions (see the constants):
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json

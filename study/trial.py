@@ -41,10 +41,6 @@ def score_of(metrics: Mapping[str, float]) -> float:
     return float("nan")
 
 
-def _to_host(metrics: Mapping[str, Any]) -> dict[str, float]:
-    return {k: float(np.asarray(v)) for k, v in metrics.items()}
-
-
 def save_grid(images: np.ndarray, data_range: tuple[float, float], path: pathlib.Path) -> None:
     """images [n, H, W, C] in data_range -> a PNG grid (up to SAMPLE_GRID x SAMPLE_GRID)."""
     from PIL import Image

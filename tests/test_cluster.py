@@ -27,7 +27,6 @@ import os
 import pathlib
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -36,10 +35,10 @@ import time
 
 import pandas as pd
 import pytest
-from processes import kill_tree
+from processes import kill_tree, moto_server_command, s3_server
 
 RAY = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")
-MOTO = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
+MOTO = moto_server_command()
 UNSHARE = shutil.which("unshare")
 
 pytestmark = [
@@ -125,33 +124,8 @@ def s3_env():
     """An S3 API server (moto) on loopback, a bucket, and the environment every node needs."""
     if MOTO is None:
         pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    port = _free_port()
-    server = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.3)
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        import pyarrow.fs as pafs
-
-        pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], scheme="http",
-                         allow_bucket_creation=True).create_dir("studies")
+    with s3_server("studies") as env:
         yield env
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-    finally:
-        kill_tree(server)
 
 
 @pytest.fixture

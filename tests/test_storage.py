@@ -4,23 +4,21 @@ import json
 import os
 import pathlib
 import pickle
-import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import jax.numpy as jnp
-import numpy as np
 import pandas as pd
 import pytest
+
+from processes import moto_server_command, s3_server
 
 from study import store
 from study.checkpoint import Checkpoints, state_digest, steps_to_keep
 from study.config import TrialConfig
 from study.location import StorageError, at
 
-MOTO = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
+MOTO = moto_server_command()
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SMOKE_ARGV = ["--space", "smoke", "--set", "batch_size=16", "--set", "train_steps=20"]
 
@@ -30,36 +28,8 @@ def s3():
     """An S3 API server (moto) on loopback with a bucket `bucket`; yields a study URI prefix."""
     if MOTO is None:
         pytest.skip("moto_server is not installed (pip install 'moto[server]')")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([MOTO, "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.2)
-        import pyarrow.fs as pafs
-
-        pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], scheme="http",
-                          allow_bucket_creation=True).create_dir("bucket")
+    with s3_server("bucket"):
         yield "s3://bucket"
-    finally:
-        server.kill()
-        server.wait()
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 # ---------------------------------------------------------------------------- location
@@ -233,7 +203,7 @@ def test_a_study_missing_a_trial_exits_nonzero_and_reports_it_failed(tmp_path, m
     code = run.main([*SMOKE_ARGV, "--out", str(tmp_path / "s")])
     assert code == run.EXIT_MISSING
     err = capsys.readouterr().err
-    assert f"MISSING 1 of 2" in err and configs[1].trial_id in err
+    assert "MISSING 1 of 2" in err and configs[1].trial_id in err
     results = pd.read_parquet(tmp_path / "s" / "results.parquet")
     final = results[results["final"]].set_index("trial_id")
     assert final.loc[configs[1].trial_id, "status"] == "failed"

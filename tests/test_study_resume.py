@@ -1,7 +1,6 @@
 """A study killed with SIGKILL (driver and Ray together) resumes without losing or
 duplicating trials; a study connects to an existing Ray head started with `ray start`."""
 import os
-import pathlib
 import shutil
 import socket
 import subprocess

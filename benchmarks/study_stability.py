@@ -1,6 +1,7 @@
 """Study stability: do two runs of the default study with different seeds rank the arms alike?
 
     python -m benchmarks.study_stability [--quick] [--keep DIR] [--seeds 0,1]
+    python -m benchmarks.study_stability --from STUDY_A,STUDY_B   # compare two finished studies
 
 Runs `python -m study.run --space table1 --set seed=S --no-report` once per seed (the
 default study: 8 arms, 144 trials; about half an hour each on the 2-core machine), reads
@@ -59,6 +60,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1", help="the two trial seeds, comma-separated (default 0,1)")
     p.add_argument("--keep", default=None, help="write both studies under this folder instead of a temporary one")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--from", dest="studies", default=None, metavar="STUDY_A,STUDY_B",
+                   help="compare two finished studies (e.g. the main job and a --set seed=1 rerun) instead of running them")
     args = p.parse_args(argv)
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
@@ -70,10 +73,13 @@ def main(argv=None) -> int:
         p.error(f"--bootstrap {args.bootstrap} must be >= 1")
     from analysis import stats
 
+    given = [pathlib.Path(d) for d in args.studies.split(",")] if args.studies else None
+    if given is not None and (len(given) != 2 or not all((d / "results.parquet").is_file() for d in given)):
+        p.error(f"--from {args.studies!r} must name two finished study folders (each with results.parquet)")
     with tempfile.TemporaryDirectory(prefix="bench_stability_") as tmp:
         root = pathlib.Path(args.keep) if args.keep else pathlib.Path(tmp)
-        dirs = [root / f"seed{seed}" for seed in seeds]
-        for seed, out in zip(seeds, dirs):
+        dirs = given or [root / f"seed{seed}" for seed in seeds]
+        for seed, out in zip(seeds, [] if given else dirs):
             seconds = run_study(out, seed, args.quick)
             print(f"study seed={seed}: {seconds:.0f} s -> {out}", file=sys.stderr, flush=True)
         (trials_a, metric), (trials_b, _) = trials_of(dirs[0]), trials_of(dirs[1])

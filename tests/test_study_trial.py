@@ -150,8 +150,9 @@ def test_the_tiny_preset_trains_its_generator_toward_the_data(tiny_recommended):
     assert rows["fid_domain"].min() < 0.75 * before["fid_domain"]
 
 
-@pytest.mark.xfail(strict=True, reason="at the 400 D steps the 30-minute default affords, no measured trial "
-                                       "beats uniform noise; ~1,500+ steps at width 1/4 do (README, 'The tiny scale')")
+@pytest.mark.xfail(strict=True, reason="at the 400 D steps the 30-minute default affords, NS + SN without a penalty "
+                                       "stays above uniform noise; ~1,500+ steps at width 1/4 get below it "
+                                       "(README, 'The tiny scale')")
 def test_the_tiny_preset_trains_below_the_noise_baseline(tiny_recommended):
     rows, _ = tiny_recommended
     assert rows["fid_domain"].min() < rows["fid_domain_ref_noise"].iloc[0]

@@ -1,4 +1,6 @@
 """TrialConfig: the public schema, its resolution from scale presets, and its errors."""
+import dataclasses
+
 import pytest
 
 from study.config import SCALES, ConfigError, TrialConfig
@@ -62,3 +64,16 @@ def test_command_line_strings_are_parsed_by_field_type():
     assert config.discriminator_learning_rate is None and config.effective_discriminator_learning_rate == 1e-3
     with pytest.raises(ConfigError, match="resnet_tanh='maybe' is not allowed; expected true or false"):
         TrialConfig.from_dict({"resnet_tanh": "maybe"}, coerce_strings=True)
+
+
+def test_trial_ids_are_pinned_so_a_new_field_does_not_rename_existing_trials():
+    """A resumed or merged study finds its trials by id. These ids were published with studies
+    run on 2026-12-01 (adam_form included); a field added since must be listed in
+    ID_OMITS_AT_DEFAULT (left out of the id at its default) or every existing trial is renamed."""
+    from study import config as config_module
+
+    assert TrialConfig().trial_id == "43ad82a20732"
+    assert TrialConfig(loss="wgan", normalization="none", penalty="none", scale="small").trial_id == "fadf5c8e5f54"
+    for name in config_module.ID_OMITS_AT_DEFAULT:
+        field = next(f for f in dataclasses.fields(TrialConfig) if f.name == name)
+        assert field.default is not dataclasses.MISSING, name

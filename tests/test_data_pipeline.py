@@ -74,3 +74,20 @@ def test_prefetcher_reraises_stream_errors():
     with pytest.raises(OSError, match="disk went away"):
         prefetch.next()
     prefetch.close()
+
+
+def test_digits_labels_align_with_images_and_unlabelled_datasets_say_so():
+    from study import data
+    from study.data.errors import DataError
+
+    for split in ("train", "test"):
+        images, labels = data.load("digits", split), data.labels("digits", split)
+        assert labels.shape == (len(images),) and labels.dtype == np.int32
+        assert set(np.unique(labels)) == set(range(data.info("digits").num_classes))
+    # Aligned: every class's mean test image is nearest to its own class's mean train image.
+    means = {split: np.stack([data.load("digits", split)[data.labels("digits", split) == c].mean(0).ravel()
+                              for c in range(10)]) for split in ("train", "test")}
+    distances = ((means["test"][:, None] - means["train"][None]) ** 2).sum(-1)
+    assert list(distances.argmin(1)) == list(range(10))
+    with pytest.raises(DataError, match="'cifar10' has no class labels; labelled datasets: digits"):
+        data.labels("cifar10", "test")

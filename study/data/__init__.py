@@ -31,6 +31,7 @@ class DatasetInfo:
     fid_samples: int  # the paper's FID sample count (compare_gan_v2 §7), capped by the test split
     source: str
     licence: str
+    num_classes: int = 0  # class labels available (`labels`); 0: unlabelled
 
     def split_size(self, split: str) -> int:
         if split == "train":
@@ -45,6 +46,8 @@ class Dataset:
     info: DatasetInfo
     # load(split, image_size, data_dir) -> uint8 [N, image_size, image_size, channels]
     load: Callable[[str, int, "str | None"], np.ndarray]
+    # labels(split, data_dir) -> int32 [N] in [0, num_classes), in `load`'s image order
+    labels: Callable[[str, "str | None"], np.ndarray] | None = None
 
 
 DATASETS: Registry[Dataset] = Registry("dataset")
@@ -76,6 +79,19 @@ def load(
             f"fewer than the {min_images} required (the FID sample count); prepare the full dataset"
         )
     return images
+
+
+def labels(name: str, split: str, data_dir: str | None = None) -> np.ndarray:
+    """int32 class labels [N] of one split, aligned with `load(name, split)`'s images.
+
+    Raises DataError (one line) for a dataset without labels (`info(name).num_classes == 0`).
+    """
+    dataset = DATASETS.get(name)
+    dataset.info.split_size(split)
+    if dataset.labels is None or dataset.info.num_classes == 0:
+        labelled = [n for n in names() if DATASETS.get(n).info.num_classes]
+        raise DataError(f"dataset {name!r} has no class labels; labelled datasets: {', '.join(labelled)}")
+    return dataset.labels(split, data_dir)
 
 
 def _register_prepared(module, info: DatasetInfo) -> None:

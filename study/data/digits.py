@@ -41,6 +41,22 @@ def _load(split: str, image_size: int, data_dir: str | None) -> np.ndarray:
     return _images(split, int(image_size))
 
 
+@functools.lru_cache(maxsize=2)
+def _labels(split: str) -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    order = np.random.RandomState(0).permutation(TOTAL)
+    chosen = order[: TOTAL - TEST_SIZE] if split == "train" else order[TOTAL - TEST_SIZE :]
+    out = target[chosen].astype(np.int32)
+    out.setflags(write=False)
+    return out
+
+
+def _load_labels(split: str, data_dir: str | None) -> np.ndarray:
+    return _labels(split)
+
+
 data.DATASETS.add(
     "digits",
     data.Dataset(
@@ -53,7 +69,9 @@ data.DATASETS.add(
             fid_samples=TEST_SIZE,
             source="scikit-learn sklearn.datasets.load_digits (UCI optdigits), bundled with the package",
             licence="scikit-learn BSD-3-Clause; UCI optdigits CC BY 4.0",
+            num_classes=10,
         ),
         load=_load,
+        labels=_load_labels,
     ),
 )

@@ -85,15 +85,10 @@ def _checksum(params) -> str:
 
 
 def digits_labels(split: str) -> np.ndarray:
-    """Class labels of study.data's digits split, in its image order (same fixed permutation as study/data/digits.py)."""
-    from sklearn.datasets import load_digits
+    """Class labels [N] of study.data's digits split, in its image order."""
+    from study import data
 
-    from study.data import digits
-
-    target = load_digits().target
-    order = np.random.RandomState(0).permutation(digits.TOTAL)
-    chosen = order[: digits.TOTAL - digits.TEST_SIZE] if split == "train" else order[digits.TOTAL - digits.TEST_SIZE :]
-    return target[chosen].astype(np.int32)
+    return np.asarray(data.labels("digits", split))
 
 
 def _train_digits(image_size: int, log) -> tuple[dict, float, float]:

@@ -68,6 +68,7 @@ def best_settings(results, fields: Sequence[str], top: int,
     """
     if top < 1:
         raise RerunError(f"--top={top} is not allowed; it must be >= 1")
+    results = _with_fields_older_studies_lack(results, fields)
     missing = [f for f in ("trial_id", "score", *fields) if f not in results.columns]
     if missing:
         raise RerunError(f"the source results lack column(s) {', '.join(missing)}; not a study of this platform?")
@@ -101,6 +102,21 @@ def best_settings(results, fields: Sequence[str], top: int,
         for rank, setting in enumerate(settings[:top], start=1):
             chosen.append({**setting, "source_rank": rank})
     return chosen
+
+
+def _with_fields_older_studies_lack(results, fields: Sequence[str]):
+    """Results of a study run before some config fields existed get those columns, holding
+    what its trials ran with (`study.config.value_before_field_existed`)."""
+    from study.config import value_before_field_existed
+
+    added = {}
+    for field in fields:
+        if field not in results.columns:
+            try:
+                added[field] = value_before_field_existed(field)
+            except KeyError:
+                continue  # a field every study records: reported as missing below
+    return results.assign(**added) if added else results
 
 
 def rerun_trials(results, fields: Sequence[str], top: int, seeds: int,

@@ -264,6 +264,21 @@ class TrialConfig:
 ID_OMITS_AT_DEFAULT: tuple[str, ...] = ()
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
+# What a study written before a field existed ran with, where that is not the field's default:
+# adam_form arrived (2026-12-01) with TF's Adam as the new default; earlier trials ran optax's.
+_VALUES_BEFORE_FIELDS_EXISTED: dict[str, Any] = {"adam_form": "optax"}
+
+
+def value_before_field_existed(name: str) -> Any:
+    """The value a trial recorded before field `name` existed ran with (for reading older
+    results): the field's old behaviour, which is its default for every field in
+    ID_OMITS_AT_DEFAULT. KeyError for a field older studies always record."""
+    if name in _VALUES_BEFORE_FIELDS_EXISTED:
+        return _VALUES_BEFORE_FIELDS_EXISTED[name]
+    if name in ID_OMITS_AT_DEFAULT:
+        return _FIELD_DEFAULTS[name]
+    raise KeyError(name)
+
 
 def _choices(name: str) -> list[str]:
     from study import data

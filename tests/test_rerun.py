@@ -96,3 +96,13 @@ def test_rerun_usage_errors_are_one_line(args, fragment, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith(fragment), err
     assert len(err.splitlines()) == 1
+
+
+def test_a_study_from_before_adam_form_existed_is_rerun_with_the_adam_it_ran():
+    """Results written before `adam_form` existed (optax's Adam was the only form) lack the
+    column; their rerun keeps optax's Adam instead of refusing or silently switching to TF's."""
+    old = _results(ROWS).drop(columns=["adam_form"])
+    trials, _ = rerun.rerun_trials(old, FIELDS, top=1, seeds=1)
+    assert trials and {t["adam_form"] for t in trials} == {"optax"}
+    with pytest.raises(rerun.RerunError, match="lack column.*learning_rate"):
+        rerun.rerun_trials(old.drop(columns=["learning_rate"]), FIELDS, top=1, seeds=1)

@@ -650,6 +650,15 @@ def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, 
 
     with interrupt.tune_fit():  # an interrupted round raises: its unfinished trials are not fed as failures
         tuner.fit()
+    # A trial whose rows never reached the storage (a lost node, Ray gave up) gets a failed
+    # final row with the reason, as in a grid study, and counts as missing (exit status 3).
+    from search_spaces import arm_name
+
+    lost = store.mark_missing(study_dir, [trial for _, _, trial in to_run.values()],
+                              {**identity, "round": round_index}, arm_of=arm_name)
+    if lost:
+        missing = tune.read_manifest(study_dir).get("trials_missing") or []
+        tune.write_manifest(study_dir, trials_missing=sorted(set(missing) | set(lost)))
     # Fed after the round, from each trial's rows.parquet (the durable record): Ray
     # pickles its callbacks with the experiment, so they must not hold the Ax clients;
     # a kill mid-round loses nothing, since resume reads the same rows.

@@ -424,7 +424,8 @@ def run_study(args, argv, space, arms, trials, resources, study_dir: Location | 
         except bayes.BayesError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        missing: list[str] = []
+        # Lost trials were recorded as failed and fed to their arm's optimizer as failures.
+        missing: list[str] = list(tune.read_manifest(study_dir).get("trials_missing") or [])
     else:
         tune.run_grid(study_dir, trials, identity=identity, resources=resources, pack=args.pack,
                       retries=args.retries, address=args.address, resume=resuming,
@@ -444,8 +445,11 @@ def run_study(args, argv, space, arms, trials, resources, study_dir: Location | 
                         references=store.reference_points(frame), interrupted=None, interrupted_by=None)
     summary = _summary(frame)
     if missing:
-        summary += (f"; MISSING {len(missing)} of {len(trials)} trial(s) (recorded as failed: "
-                    f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); --resume {study_dir} retries them")
+        planned = len(trials) if trials else int(tune.read_manifest(study_dir).get("trials_total") or 0)
+        retry = ("their optimizers counted them as failures" if space.search == "bayesian"
+                 else f"--resume {study_dir} retries them")
+        summary += (f"; MISSING {len(missing)} of {planned} trial(s) (recorded as failed: "
+                    f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); {retry}")
     print(summary, file=sys.stderr)
     if not args.no_report:
         from analysis.report import build_report

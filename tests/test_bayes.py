@@ -260,3 +260,36 @@ def test_resume_mid_round_runs_only_the_trials_without_a_finished_outcome(tmp_pa
     assert [p.params for p in reloaded.proposals(0)] == [p.params for p in proposals]  # not re-proposed
     assert len(ran) == 2 and config.trial_id not in ran
     assert sorted(t["objective"] for t in reloaded.trials) == [12.5, 20.0, 20.0]
+
+
+def test_a_bayesian_trial_that_leaves_no_rows_is_a_failed_row_and_counted_missing(tmp_path):
+    """A trial whose rows never reach the study storage (its node was lost) must not vanish:
+    as in a grid study it gets a failed final row with the reason and is listed in the
+    manifest's trials_missing (study.run then exits 3); its arm's optimizer saw a failure."""
+    import argparse
+
+    import ray
+
+    from study import store, tune
+
+    def lost_node_trainable(config):  # returns without writing anything to the study storage
+        return None
+
+    space = _small(rounds=1, round_size=2)
+    args = argparse.Namespace(seeds=1, overrides=["train_steps=10", "eval_every=5"], pack=1, retries=0,
+                              address=None, storage=None, resume=None, scale="tiny", dataset="digits",
+                              architecture="sndcgan")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        optimizers = bayes.run_bayesian(tmp_path, space, [GP_ARM], identity={"study": "t", "search": "bayesian",
+                                        "round": 0}, resources=tune.Resources(), args=args,
+                                        trainable=lost_node_trainable)
+    finally:
+        ray.shutdown()
+    missing = json.loads((tmp_path / tune.MANIFEST).read_text())["trials_missing"]
+    assert len(missing) == 2
+    for trial_id in missing:
+        rows, final = store.read_final(tmp_path / store.TRIALS_DIR / trial_id)
+        assert final["status"] == "failed" and "no rows reached the study storage" in final["error"]
+    assert all(math.isnan(t["objective"]) or t.get("objective_nan") for t in next(iter(optimizers.values())).trials)

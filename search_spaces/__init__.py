@@ -140,8 +140,14 @@ def select_arms(space: Space, arm_filter: Mapping[str, set[str]] | None = None,
 
 
 def arm_name(trial: Mapping[str, Any]) -> str:
-    """A readable arm label: architecture/loss/normalization/penalty/dataset."""
-    return "/".join(str(trial.get(k, "?")) for k in ("architecture", "loss", "normalization", "penalty", "dataset"))
+    """A readable arm label: architecture/loss/normalization/penalty/dataset, plus
+    `+field=value` for each training trick at a non-default value (search_spaces.tricks;
+    an arm without tricks keeps its label)."""
+    from search_spaces.tricks import trick_label
+
+    label = "/".join(str(trial.get(k, "?")) for k in ("architecture", "loss", "normalization", "penalty", "dataset"))
+    trick = trick_label(trial)
+    return label if trick == "baseline" else f"{label}+{trick}"
 
 
 def _grid_points(space: Space, arm: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -206,3 +212,4 @@ def _stable_arm_key(arm: Mapping[str, Any]) -> int:
 
 
 from search_spaces import paper as _paper  # noqa: E402,F401  (registers the shipped spaces)
+from search_spaces import tricks as _tricks  # noqa: E402,F401

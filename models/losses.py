@@ -5,7 +5,9 @@ v2 trains it, and with the BEGAN paper's clipped k as `began_paper`). r, f: D ou
 Every loss has `init_state() -> dict`, `discriminator_loss(real_out, fake_out, state) ->
 (scalar, new_state)` and `generator_loss(fake_out, state) -> scalar`. A loss with
 `after_step(real_out, fake_out, state) -> new_state` also gets D's outputs recomputed after
-each training step (v2's BEGAN k update). Sigmoid cross entropies are written with
+each training step (v2's BEGAN k update). NS and MM take the label tricks
+(config.label_smoothing, config.label_flip_probability); with flips (`needs_key`) their
+`discriminator_loss` takes `key=`. Sigmoid cross entropies are written with
 softplus, stable for any logit (log sigmoid(x) = -softplus(-x)).
 """
 from __future__ import annotations

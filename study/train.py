@@ -16,6 +16,11 @@ state as arrays, so every trial of an arm -- the whole Table 1 grid of 24 settin
 n_dis 1 and 5 included -- shares one compiled program. The program takes a fixed number
 of real-batch slots (`batch_slots`, 5 for n_dis <= 5); a group fills the first n_dis and
 the rest are padding that is never read.
+
+Training tricks (issue 18; config fields, all off by default, adding no operation then):
+label smoothing / noisy labels in the NS/MM loss (models.losses), instance noise on every
+input of D (real, fake, the penalty's points, and G's step through D), normal z for training
+and evaluation, SGD with momentum for D, the minibatch-stddev feature (the architectures).
 """
 from __future__ import annotations
 

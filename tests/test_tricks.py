@@ -219,3 +219,28 @@ def test_report_has_a_tricks_section_only_when_the_study_has_trick_arms(tmp_path
         columns=["label_smoothing", "discriminator_optimizer", "discriminator_sgd_momentum"], errors="ignore"
     ).to_parquet(plain / "results.parquet", index=False)
     assert 'id="tricks"' not in build_report([plain]).read_text()
+
+
+def test_a_train_step_with_every_trick_runs_with_sgd_for_d_and_traced_momentum():
+    """One compiled program with all tricks on (tiny shapes, no penalty: GP's double backward
+    would double the compile): the wiring, not the numbers."""
+    config = TrialConfig.from_dict({
+        "scale": "tiny", "batch_size": 8, "train_steps": 20, "eval_every": 10, "discriminator_steps": 1,
+        "penalty": "none", "penalty_weight": 0.0,
+        "label_smoothing": 0.1, "label_flip_probability": 0.05, "instance_noise_std": 0.5,
+        "instance_noise_anneal_steps": 10, "latent_distribution": "normal", "discriminator_optimizer": "sgd",
+        "discriminator_sgd_momentum": 0.5, "minibatch_stddev_group_size": 4})
+    program = training.get_program(config)
+    state = training.init_state(program, config, jax.random.PRNGKey(0))
+    hp = state.discriminator_opt.hyperparams
+    assert float(hp["momentum"]) == 0.5 and float(hp["learning_rate"]) == pytest.approx(2e-4)
+    assert "b1" in state.generator_opt.hyperparams  # G keeps Adam
+    shape = (program.batch_slots, 8, config.image_size, config.image_size, 1)
+    real = jnp.asarray(np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8))
+    for _ in range(2):
+        state, metrics = program.train_step(state, real, jax.random.PRNGKey(3))
+        assert bool(metrics["finite"])
+    traces = [s for s in jax.tree_util.tree_leaves(state.discriminator_opt, is_leaf=lambda x: isinstance(
+        x, (optax.TraceState, optax.ScaleByAdamState))) if isinstance(s, (optax.TraceState, optax.ScaleByAdamState))]
+    assert [type(t) for t in traces] == [optax.TraceState]
+    assert int(state.step) == 2

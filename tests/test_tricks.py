@@ -185,6 +185,12 @@ def test_the_tricks_space_pairs_every_trick_with_its_baseline_on_both_arms():
     assert "sndcgan/ns/spectral/gp/digits" in arms and "sndcgan/ns/none/none/digits" in arms  # baselines: plain labels
     assert "sndcgan/ns/spectral/gp/digits+label_smoothing=0.1" in arms
     assert len({c.trial_id for c in configs}) == len(configs)
+    # --arms trick=...: a trick and its baseline, on both base arms
+    chosen = search_spaces.select_arms(search_spaces.get("tricks"),
+                                       search_spaces.parse_arm_filter("trick=baseline|label_smoothing=0.1"))
+    assert sorted(arm.get("label_smoothing", 0.0) for arm in chosen) == [0.0, 0.0, 0.1, 0.1]
+    with pytest.raises(search_spaces.ArmFilterError, match="trick='smoothing' matches no arm"):
+        search_spaces.select_arms(search_spaces.get("tricks"), search_spaces.parse_arm_filter("trick=smoothing"))
 
 
 def test_report_has_a_tricks_section_only_when_the_study_has_trick_arms(tmp_path):

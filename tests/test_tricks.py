@@ -78,15 +78,16 @@ def test_instance_noise_variance_is_sigma_squared_at_step_0_and_exactly_0_at_the
     sigma0, anneal = 0.3, 100
     zeros = jnp.zeros((64, 8, 8, 3), jnp.float32)
     key = jax.random.PRNGKey(1)
-    noisy = training.add_instance_noise(zeros, key, training.instance_noise_scale(0, sigma0, anneal))
+    add = jax.jit(training.add_instance_noise)  # one compile, not one per eager random op
+    noisy = add(zeros, key, training.instance_noise_scale(0, sigma0, anneal))
     assert abs(float(jnp.var(noisy)) / sigma0**2 - 1) < 0.03  # 12,288 draws: std error of the ratio ~1.3 %
-    half = training.add_instance_noise(zeros, key, training.instance_noise_scale(50, sigma0, anneal))
+    half = add(zeros, key, training.instance_noise_scale(50, sigma0, anneal))
     np.testing.assert_allclose(np.asarray(half), 0.5 * np.asarray(noisy), rtol=1e-6)  # linear anneal
     x = jax.random.uniform(jax.random.PRNGKey(2), zeros.shape)
     for step in (anneal, anneal + 7):
         assert float(training.instance_noise_scale(step, sigma0, anneal)) == 0.0
         np.testing.assert_array_equal(
-            np.asarray(training.add_instance_noise(x, key, training.instance_noise_scale(step, sigma0, anneal))),
+            np.asarray(add(x, key, training.instance_noise_scale(step, sigma0, anneal))),
             np.asarray(x))
     assert TrialConfig(instance_noise_std=0.1).instance_noise_anneal_steps == TrialConfig().train_steps
     with pytest.raises(ConfigError, match="instance_noise_anneal_steps=50 is not allowed with instance_noise_std=0"):
@@ -227,26 +228,39 @@ def test_report_has_a_tricks_section_only_when_the_study_has_trick_arms(tmp_path
     assert 'id="tricks"' not in build_report([plain]).read_text()
 
 
-def test_a_train_step_with_every_trick_runs_with_sgd_for_d_and_traced_momentum():
-    """One compiled program with all tricks on (tiny shapes, no penalty: GP's double backward
-    would double the compile): the wiring, not the numbers."""
-    config = TrialConfig.from_dict({
-        "scale": "tiny", "batch_size": 8, "train_steps": 20, "eval_every": 10, "discriminator_steps": 1,
-        "penalty": "none", "penalty_weight": 0.0,
-        "label_smoothing": 0.1, "label_flip_probability": 0.05, "instance_noise_std": 0.5,
+def _trace(config):
+    """(jaxpr text of one train step, output shapes) without compiling: abstract state and batches."""
+    program = training.build_program(config)
+    state = jax.eval_shape(lambda: training.init_state(program, config, jax.random.PRNGKey(0)))
+    real = jax.ShapeDtypeStruct((program.batch_slots, config.batch_size, config.image_size, config.image_size, 1),
+                                jnp.uint8)
+    key = jax.random.PRNGKey(3)
+    jaxpr, shapes = jax.make_jaxpr(program.train_step, return_shape=True)(state, real, key)
+    return str(jaxpr), shapes
+
+
+def test_a_train_step_with_every_trick_traces_with_sgd_for_d_and_the_default_draws_no_gaussian():
+    """Traced, not compiled (a compile costs ~20 s here): every trick on builds a train step
+    whose D state is SGD's momentum trace (G keeps Adam); the default step draws no Gaussian
+    (uniform z, no noise: the tricks add no operation), instance noise and normal z do."""
+    base = {"scale": "tiny", "batch_size": 8, "train_steps": 20, "eval_every": 10, "discriminator_steps": 1,
+            "penalty": "none", "penalty_weight": 0.0}
+    every = TrialConfig.from_dict({
+        **base, "label_smoothing": 0.1, "label_flip_probability": 0.05, "instance_noise_std": 0.5,
         "instance_noise_anneal_steps": 10, "latent_distribution": "normal", "discriminator_optimizer": "sgd",
         "discriminator_sgd_momentum": 0.5, "minibatch_stddev_group_size": 4})
-    program = training.get_program(config)
-    state = training.init_state(program, config, jax.random.PRNGKey(0))
-    hp = state.discriminator_opt.hyperparams
-    assert float(hp["momentum"]) == 0.5 and float(hp["learning_rate"]) == pytest.approx(2e-4)
-    assert "b1" in state.generator_opt.hyperparams  # G keeps Adam
-    shape = (program.batch_slots, 8, config.image_size, config.image_size, 1)
-    real = jnp.asarray(np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8))
-    for _ in range(2):
-        state, metrics = program.train_step(state, real, jax.random.PRNGKey(3))
-        assert bool(metrics["finite"])
-    traces = [s for s in jax.tree_util.tree_leaves(state.discriminator_opt, is_leaf=lambda x: isinstance(
-        x, (optax.TraceState, optax.ScaleByAdamState))) if isinstance(s, (optax.TraceState, optax.ScaleByAdamState))]
-    assert [type(t) for t in traces] == [optax.TraceState]
-    assert int(state.step) == 2
+    text, (state, metrics) = _trace(every)
+    kinds = (optax.TraceState, optax.ScaleByAdamState)
+
+    def states(tree):
+        return [type(s) for s in jax.tree_util.tree_leaves(tree, is_leaf=lambda x: isinstance(x, kinds))
+                if isinstance(s, kinds)]
+
+    assert states(state.discriminator_opt) == [optax.TraceState]
+    assert states(state.generator_opt) == [optax.ScaleByAdamState]
+    assert "momentum" in state.discriminator_opt.hyperparams and set(metrics) >= {"d_loss", "g_loss", "finite"}
+    assert "erf_inv" in text  # Gaussian draws (z, noise)
+    default_text, _ = _trace(TrialConfig.from_dict(base))
+    assert "erf_inv" not in default_text
+    for extra in ({"instance_noise_std": 0.1}, {"latent_distribution": "normal"}):
+        assert "erf_inv" in _trace(TrialConfig.from_dict({**base, **extra}))[0], extra

@@ -28,7 +28,9 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "width_multiplier", "eval_samples", "fid_split", "discriminator_learning_rate",
     "adam_epsilon", "adam_form", "weight_clip", "began_gamma", "began_k_learning_rate",
     "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling", "resnet_tanh",
-    "generator_bn_epsilon",
+    "generator_bn_epsilon", "label_smoothing", "label_flip_probability", "instance_noise_std",
+    "instance_noise_anneal_steps", "latent_distribution", "discriminator_optimizer", "discriminator_sgd_momentum",
+    "minibatch_stddev_group_size",
 )
 # The fixed axes a study compares (the paper's "cells").
 AXES: tuple[str, ...] = ("loss", "normalization", "penalty", "architecture", "dataset")
@@ -40,6 +42,14 @@ ABLATION_FIELDS: tuple[str, ...] = (
     "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling", "resnet_tanh",
     "generator_bn_epsilon",
 )
+# The training tricks (search_spaces.tricks.TRICK_DEFAULTS) and their defaults, the paper's
+# training: a trial with none of them at another value is a baseline. Results written before
+# these fields existed lack the columns and are all baselines.
+TRICK_DEFAULTS: dict[str, Any] = {
+    "label_smoothing": 0.0, "label_flip_probability": 0.0, "instance_noise_std": 0.0,
+    "latent_distribution": "uniform", "discriminator_optimizer": "adam", "discriminator_sgd_momentum": 0.9,
+    "discriminator_learning_rate": None, "minibatch_stddev_group_size": 0,
+}
 METRIC_COLUMNS: tuple[str, ...] = (
     "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain", "precision", "recall",
     "precision_domain", "recall_domain", "ms_ssim", "d_loss", "g_loss",

@@ -185,6 +185,33 @@ def section_ablation(ctx: Context) -> Section:
                    + ctx.table(table, "ablation", "Ablation: best and median score per switch vs the default"))
 
 
+def section_tricks(ctx: Context) -> Section | None:
+    """The training tricks against their baseline, in the top-k% / budget form; None (no
+    section) when the study has no trick arms (a context with baseline and trick trials)."""
+    labelled = tables.trick_trials(ctx.trials)
+    if labelled.empty:
+        return None
+    table = tables.tricks_table(ctx.trials, ctx.top, n_boot=max(200, ctx.n_boot), seed=ctx.seed)
+    # One box / curve per (base arm, trick): the arm label names both.
+    shown = labelled.assign(arm=labelled["loss"].astype(str) + "/" + labelled["normalization"].astype(str) + "/"
+                            + labelled["penalty"].astype(str) + "/" + labelled["architecture"].astype(str)
+                            + ": " + labelled["trick"])
+    top_path = figures.top_k_by_arm_figure(shown, ctx.top, ctx.metric, ctx.figure_path("tricks_top"), ctx.references)
+    curves = tables.budget_curves(shown, n_boot=ctx.n_boot, seed=ctx.seed)
+    budget_path = figures.budget_figure(curves, ctx.metric, ctx.figure_path("tricks_budget"),
+                                        max_arms=max(1, shown["arm"].nunique()), references=ctx.references)
+    intro = (f"<p>Each training trick (search_spaces.tricks: one-sided label smoothing, noisy labels, instance "
+             "noise, normal z, SGD for D, TTUR, minibatch standard deviation) against the baseline of the same "
+             "arm, over the same grid. Boxes: the best "
+             f"{ctx.top:.0%} of each (arm, trick)'s trials; curves: expected best of k trials, as in the sections "
+             "above. In the table, differences are trick − baseline (negative = better); diff_low/diff_high: 95% "
+             f"percentile-bootstrap interval of the best-{ctx.top:.0%} median difference, trick and baseline "
+             "trials resampled independently; expected_best_k5: the expected best of min(5, N) trials.</p>")
+    return Section("tricks", "Tricks", intro + _img(ctx, top_path, f"top {ctx.top:.0%} per arm and trick")
+                   + ctx.table(table, "tricks", f"Tricks vs baseline: best-{ctx.top:.0%} median and expected best of 5")
+                   + _img(ctx, budget_path, "expected best score vs budget per arm and trick"))
+
+
 def section_sensitivity(ctx: Context) -> Section:
     parts = []
     finite = ctx.trials[np.isfinite(ctx.trials["score"].to_numpy(float))]
@@ -516,9 +543,10 @@ def build_report(study_dirs, out_dir=None, top: float = 0.05, n_boot: int = 200,
         sections.append(section_facts(ctx))
         notices = [("bad", "No results yet: " + why + ".")] + [n for n in _notices(ctx, excluded) if "finite score" not in n[1]]
     else:
-        sections = [section_summary(ctx), section_top_k(ctx), section_budget(ctx), section_ablation(ctx), section_sensitivity(ctx),
-                    section_training(ctx), section_samples(ctx), section_seeds(ctx), section_facts(ctx),
-                    section_all_trials(ctx)]
+        sections = [section_summary(ctx), section_top_k(ctx), section_budget(ctx), section_ablation(ctx),
+                    section_tricks(ctx), section_sensitivity(ctx), section_training(ctx), section_samples(ctx),
+                    section_seeds(ctx), section_facts(ctx), section_all_trials(ctx)]
+        sections = [s for s in sections if s is not None]
         notices = _notices(ctx, excluded)
     index = out / "index.html"
     index.write_text(_page(title, subtitle, notices, sections), encoding="utf-8")

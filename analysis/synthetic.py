@@ -54,6 +54,9 @@ _BASE_CONFIG: dict[str, Any] = {
     "discriminator_learning_rate": None, "adam_epsilon": 1e-8, "adam_form": "tf", "weight_clip": 0.01, "began_gamma": 0.5,
     "began_k_learning_rate": 0.001, "resnet_d_shortcut": "conv", "resnet_d_cin": False, "resnet_d_opt": False,
     "resnet_d_pooling": "mean", "resnet_tanh": False, "generator_bn_epsilon": None,
+    "label_smoothing": 0.0, "label_flip_probability": 0.0, "instance_noise_std": 0.0,
+    "instance_noise_anneal_steps": None, "latent_distribution": "uniform", "discriminator_optimizer": "adam",
+    "discriminator_sgd_momentum": 0.9, "minibatch_stddev_group_size": 0,
 }
 _REAL_SAMPLES = {"cifar10": 10000, "celebahq128": 3000}
 # Reference points of the synthetic score (real-data floor, uniform noise, mean image): the

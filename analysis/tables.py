@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.load import ABLATION_FIELDS, HYPERPARAMETERS
+from analysis.load import ABLATION_FIELDS, HYPERPARAMETERS, TRICK_DEFAULTS
 
 # ----------------------------------------------------------------------------- writers
 _LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -199,6 +199,80 @@ def ablation_table(trials: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> p
                 row["median_diff_low"], row["median_diff_high"] = stats.bootstrap_difference(np.median, scores, reference, n_boot, seed)
             out.append(row)
     return pd.DataFrame(out)
+
+
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def trick_label(row) -> str:
+    """"baseline", or a trial's training tricks at non-default values as `field=value`
+    joined by "+" (as search_spaces.tricks.trick_label labels arms). A missing column or
+    value (results written before the tricks existed) is the default."""
+    parts = []
+    for field, default in TRICK_DEFAULTS.items():
+        value = row[field] if field in row.index else None
+        if _missing(value) or (field == "discriminator_sgd_momentum" and str(row.get("discriminator_optimizer")) != "sgd"):
+            continue
+        if isinstance(default, float) or (default is None and isinstance(value, (int, float, np.number))):
+            if default is not None and math.isclose(float(value), default):
+                continue
+            parts.append(f"{field}={float(value):g}")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if int(value) != default:
+                parts.append(f"{field}={int(value)}")
+        elif str(value) != str(default):
+            parts.append(f"{field}={value}")
+    return "+".join(parts) if parts else "baseline"
+
+
+TRICK_CONTEXT = ("dataset", "architecture", "loss", "normalization", "penalty")
+
+
+def trick_trials(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials of every context (dataset/architecture/loss/normalization/penalty) that has
+    baseline trials and trials of at least one trick, with columns `context` and `trick`."""
+    if trials.empty:
+        return trials.assign(context=pd.Series(dtype=str), trick=pd.Series(dtype=str))
+    labelled = trials.assign(trick=trials.apply(trick_label, axis=1),
+                             context=trials[list(TRICK_CONTEXT)].astype(str).agg("/".join, axis=1))
+    keep = labelled.groupby("context")["trick"].transform(lambda t: (t == "baseline").any() and t.nunique() >= 2)
+    return labelled[keep.astype(bool)]
+
+
+def tricks_table(trials: pd.DataFrame, fraction: float, n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Per trick context and trick: trials, failures, the best-`fraction` selection (m,
+    median, best) and the expected best of k = min(5, N) trials (budget), with the
+    differences to the context's baseline and a 95% percentile-bootstrap interval of the
+    best-`fraction` median difference (trick and baseline trials resampled independently)."""
+    labelled = trick_trials(trials)
+    statistic = stats.top_k_median_statistic(fraction)
+    out = []
+    for context, group in labelled.groupby("context", sort=True):
+        reference = group.loc[group["trick"] == "baseline", "score"].to_numpy(float)
+        ref_top = float(statistic(reference))
+        ref_k5 = _expected_best_at(reference, 5)
+        order = ["baseline", *sorted(t for t in group["trick"].unique() if t != "baseline")]
+        for trick in order:
+            scores = group.loc[group["trick"] == trick, "score"].to_numpy(float)
+            top = stats.top_k_scores(scores, fraction)
+            row = {"context": context, "trick": trick, "trials": scores.size,
+                   "no_score": int((~np.isfinite(scores)).sum()), "top_m": top.size,
+                   "top_median": float(np.median(top)), "best": float(scores.min()),
+                   "expected_best_k5": _expected_best_at(scores, 5)}
+            row["top_median_diff"] = row["top_median"] - ref_top
+            row["expected_best_k5_diff"] = row["expected_best_k5"] - ref_k5
+            if trick == "baseline":
+                row["diff_low"], row["diff_high"] = 0.0, 0.0
+            else:
+                row["diff_low"], row["diff_high"] = stats.bootstrap_difference(statistic, scores, reference, n_boot, seed)
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def _expected_best_at(scores: np.ndarray, k: int) -> float:
+    curve = stats.expected_best_of_k(scores, [min(k, scores.size)])
+    return float(curve["expected_best"].iloc[0]) if len(curve) else float("nan")
 
 
 def rounds_table(trials: pd.DataFrame) -> pd.DataFrame:

@@ -304,3 +304,28 @@ def avg_pool2x2(x: jnp.ndarray) -> jnp.ndarray:
 def lrelu(x: jnp.ndarray, leak: float = 0.2) -> jnp.ndarray:
     """compare_gan `lrelu`: max(x, leak x)."""
     return jnp.maximum(x, leak * x)
+
+
+MINIBATCH_STDDEV_EPSILON = 1e-8  # ProGAN's: inside the sqrt, so a group of identical examples has a finite gradient
+
+
+def minibatch_stddev(x: jnp.ndarray, group_size: int) -> jnp.ndarray:
+    """Minibatch standard deviation (Karras et al. 2018, ProGAN sec. 3, their `minibatch_stddev_layer`):
+    x [N, H, W, C] -> [N, H, W, C + 1], the extra map constant per example.
+
+    The batch is split into N / G groups of G = min(group_size, N) examples, example n in
+    group n mod (N / G) (ProGAN's reshape [G, N / G, ...]); per group, the std over its G
+    examples of every feature (h, w, c), s = sqrt(mean_g (x - mean_g x)^2 + 1e-8) (the biased
+    variance), averaged over all H * W * C features, is the value of the new map for the
+    group's examples. G must divide N (config: batch_size % minibatch_stddev_group_size == 0;
+    init with a batch of 1 uses G = 1)."""
+    n, h, w, c = x.shape
+    group = min(int(group_size), n)
+    if n % group:
+        raise ValueError(f"minibatch_stddev: batch {n} is not a multiple of the group size {group}")
+    y = x.reshape(group, n // group, h, w, c)
+    y = y - jnp.mean(y, axis=0, keepdims=True)
+    std = jnp.sqrt(jnp.mean(jnp.square(y), axis=0) + MINIBATCH_STDDEV_EPSILON)  # [N / G, H, W, C]
+    feature = jnp.mean(std, axis=(1, 2, 3))  # [N / G]
+    feature = jnp.tile(feature, group)  # example n -> its group n mod (N / G)
+    return jnp.concatenate([x, jnp.broadcast_to(feature[:, None, None, None], (n, h, w, 1)).astype(x.dtype)], axis=-1)

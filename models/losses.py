@@ -5,7 +5,9 @@ v2 trains it, and with the BEGAN paper's clipped k as `began_paper`). r, f: D ou
 Every loss has `init_state() -> dict`, `discriminator_loss(real_out, fake_out, state) ->
 (scalar, new_state)` and `generator_loss(fake_out, state) -> scalar`. A loss with
 `after_step(real_out, fake_out, state) -> new_state` also gets D's outputs recomputed after
-each training step (v2's BEGAN k update). Sigmoid cross entropies are written with
+each training step (v2's BEGAN k update). NS and MM take the label tricks
+(config.label_smoothing, config.label_flip_probability); with flips (`needs_key`) their
+`discriminator_loss` takes `key=`. Sigmoid cross entropies are written with
 softplus, stable for any logit (log sigmoid(x) = -softplus(-x)).
 """
 from __future__ import annotations
@@ -26,25 +28,66 @@ class _StatelessLoss:
         return {}
 
 
+def label_targets(batch: int, smoothing: float = 0.0, flip_probability: float = 0.0, key=None):
+    """D's sigmoid cross-entropy targets for a batch of real and a batch of fake examples:
+    (real_targets [batch], fake_targets [batch]) float32.
+
+    One-sided label smoothing (Salimans et al. 2016, sec. 3.4): the positive target is
+    1 - smoothing, the negative stays 0. Noisy labels: each target is independently flipped
+    to the other class's target (1 - s <-> 0) with probability `flip_probability`, drawn
+    from `key` (needed when flip_probability > 0); at 1 every target is swapped."""
+    positive = jnp.full((batch,), 1.0 - smoothing, jnp.float32)
+    negative = jnp.zeros((batch,), jnp.float32)
+    if flip_probability <= 0.0:
+        return positive, negative
+    if key is None:
+        raise ValueError("label_flip_probability > 0 needs a key to draw the flips")
+    real_key, fake_key = jax.random.split(key)
+    flip_real = jax.random.bernoulli(real_key, flip_probability, (batch,))
+    flip_fake = jax.random.bernoulli(fake_key, flip_probability, (batch,))
+    return jnp.where(flip_real, negative, positive), jnp.where(flip_fake, positive, negative)
+
+
+def sigmoid_cross_entropy(logits, targets):
+    """Per-example BCE(sigmoid(x), t) = t softplus(-x) + (1 - t) softplus(x) (stable for any x)."""
+    return targets * softplus(-logits) + (1.0 - targets) * softplus(logits)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LabelledLoss(_StatelessLoss):
+    """D's sigmoid cross-entropy loss with the label tricks of config.label_smoothing and
+    config.label_flip_probability. At their defaults (0, 0) D's loss is the plain formula,
+    computed as before: L_D = mean softplus(-r) + mean softplus(f). Otherwise L_D =
+    mean BCE(r, t_r) + mean BCE(f, t_f) with the targets of `label_targets`."""
+
+    label_smoothing: float = 0.0
+    label_flip_probability: float = 0.0
+
+    @property
+    def needs_key(self) -> bool:
+        """True when discriminator_loss draws label flips (pass `key`)."""
+        return self.label_flip_probability > 0.0
+
+    def discriminator_loss(self, real_out, fake_out, state, key=None):
+        if self.label_smoothing == 0.0 and self.label_flip_probability == 0.0:
+            return jnp.mean(softplus(-real_out)) + jnp.mean(softplus(fake_out)), state
+        real_t, fake_t = label_targets(real_out.shape[0], self.label_smoothing, self.label_flip_probability, key)
+        return jnp.mean(sigmoid_cross_entropy(real_out, real_t)) + jnp.mean(sigmoid_cross_entropy(fake_out, fake_t)), state
+
+
 @LOSSES.register("mm")
-class MinimaxLoss(_StatelessLoss):
+class MinimaxLoss(_LabelledLoss):
     """Minimax (Goodfellow et al. 2014; v2 GAN_MINMAX): L_D = mean softplus(-r) + mean softplus(f);
     L_G = mean log(1 - sigmoid(f)) = -mean softplus(f)."""
-
-    def discriminator_loss(self, real_out, fake_out, state):
-        return jnp.mean(softplus(-real_out)) + jnp.mean(softplus(fake_out)), state
 
     def generator_loss(self, fake_out, state):
         return -jnp.mean(softplus(fake_out))
 
 
 @LOSSES.register("ns")
-class NonSaturatingLoss(_StatelessLoss):
+class NonSaturatingLoss(_LabelledLoss):
     """Non-saturating (v2 GAN_PENALTY): L_D = mean softplus(-r) + mean softplus(f);
     L_G = mean softplus(-f) = -mean log sigmoid(f)."""
-
-    def discriminator_loss(self, real_out, fake_out, state):
-        return jnp.mean(softplus(-real_out)) + jnp.mean(softplus(fake_out)), state
 
     def generator_loss(self, fake_out, state):
         return jnp.mean(softplus(-fake_out))
@@ -145,4 +188,7 @@ def make_loss(config):
     cls = LOSSES.get(config.loss)
     if issubclass(cls, _BeganLosses):
         return cls(gamma=float(config.began_gamma), k_learning_rate=float(config.began_k_learning_rate))
+    if issubclass(cls, _LabelledLoss):
+        return cls(label_smoothing=float(getattr(config, "label_smoothing", 0.0)),
+                   label_flip_probability=float(getattr(config, "label_flip_probability", 0.0)))
     return cls()

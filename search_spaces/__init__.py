@@ -115,33 +115,46 @@ def parse_arm_filter(text: str | None) -> dict[str, set[str]]:
 
 def select_arms(space: Space, arm_filter: Mapping[str, set[str]] | None = None,
                 base: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
-    """The space's arms (each merged over `base`) that match every filter field."""
+    """The space's arms (each merged over `base`) that match every filter field.
+
+    Besides the arms' fields, `trick` filters by the arm's training-trick label
+    (search_spaces.tricks.trick_label): `--arms "trick=baseline|label_smoothing=0.1"`."""
+    from search_spaces.tricks import trick_label
+
     arms = [{**(base or {}), **space.base, **arm} for arm in space.arms]
     if not arm_filter:
         return arms
-    known = set().union(*(arm.keys() for arm in arms)) if arms else set()
+    labelled = [{**arm, "trick": trick_label(arm)} for arm in arms]
+    known = set().union(*(arm.keys() for arm in labelled)) if arms else set()
     for field, allowed in arm_filter.items():
         if field not in known:
             raise ArmFilterError(
                 f"--arms field {field!r} does not describe the arms of space {space.name!r}; "
                 f"arm fields: {', '.join(sorted(known))}"
             )
-        present = {str(arm.get(field)) for arm in arms}
+        present = {str(arm.get(field)) for arm in labelled}
         missing = sorted(set(allowed) - present)
         if missing:
             raise ArmFilterError(
                 f"--arms {field}={missing[0]!r} matches no arm of space {space.name!r}; "
                 f"values present: {', '.join(sorted(present))}"
             )
-    chosen = [arm for arm in arms if all(str(arm.get(f)) in allowed for f, allowed in arm_filter.items())]
+    chosen = [arm for arm, view in zip(arms, labelled)
+              if all(str(view.get(f)) in allowed for f, allowed in arm_filter.items())]
     if not chosen:
         raise ArmFilterError(f"--arms filter matches no arm of space {space.name!r}")
     return chosen
 
 
 def arm_name(trial: Mapping[str, Any]) -> str:
-    """A readable arm label: architecture/loss/normalization/penalty/dataset."""
-    return "/".join(str(trial.get(k, "?")) for k in ("architecture", "loss", "normalization", "penalty", "dataset"))
+    """A readable arm label: architecture/loss/normalization/penalty/dataset, plus
+    `+field=value` for each training trick at a non-default value (search_spaces.tricks;
+    an arm without tricks keeps its label)."""
+    from search_spaces.tricks import trick_label
+
+    label = "/".join(str(trial.get(k, "?")) for k in ("architecture", "loss", "normalization", "penalty", "dataset"))
+    trick = trick_label(trial)
+    return label if trick == "baseline" else f"{label}+{trick}"
 
 
 def _grid_points(space: Space, arm: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -206,3 +219,4 @@ def _stable_arm_key(arm: Mapping[str, Any]) -> int:
 
 
 from search_spaces import paper as _paper  # noqa: E402,F401  (registers the shipped spaces)
+from search_spaces import tricks as _tricks  # noqa: E402,F401

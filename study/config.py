@@ -63,6 +63,9 @@ def paper_train_steps(architecture: str, dataset: str) -> int:
 
 
 ADAM_FORMS = ("tf", "optax")  # study.train.ADAM_FORMS implements them
+LATENT_DISTRIBUTIONS = ("uniform", "normal")  # z ~ U[-1, 1]^z_dim (the paper) | N(0, I)
+DISCRIMINATOR_OPTIMIZERS = ("adam", "sgd")
+LABEL_LOSSES = ("ns", "mm")  # losses with sigmoid cross-entropy targets: label smoothing / flips apply
 _CHOICE_FIELDS = ("dataset", "architecture", "loss", "normalization", "penalty", "scale")
 
 
@@ -110,6 +113,25 @@ class TrialConfig:
     resnet_d_pooling: str = "mean"  # "mean" | "sum" (SUM) over positions at D output
     resnet_tanh: bool = False  # TAN: tanh G output, data and D input in [-1, 1]
     generator_bn_epsilon: float | None = None  # EPS: 2e-5; None: the architecture's default
+    # --- training tricks (issue 18; `tricks` search space); defaults are the paper's training ---
+    # One-sided label smoothing (Salimans et al. 2016, sec. 3.4): D's real target is
+    # 1 - label_smoothing (0.1 gives 0.9); fake targets stay 0. NS/MM losses only.
+    label_smoothing: float = 0.0
+    # Noisy labels: each real and each fake target of D is flipped (1 - s <-> 0) with this
+    # probability, drawn per example from the D update's key. NS/MM losses only.
+    label_flip_probability: float = 0.0
+    # Instance noise (Sonderby et al. 2016; Arjovsky & Bottou 2017): N(0, sigma_t^2) added to
+    # every input of D (real, fake, the penalty's points, G's step), sigma_t = std *
+    # max(0, 1 - step / instance_noise_anneal_steps) (None: train_steps; set when std > 0).
+    instance_noise_std: float = 0.0
+    instance_noise_anneal_steps: int | None = None
+    latent_distribution: str = "uniform"  # z of training and evaluation: "uniform" U[-1,1] (paper) | "normal" N(0,1)
+    discriminator_optimizer: str = "adam"  # "adam" (paper; adam_form) | "sgd" (heavy-ball momentum, optax.sgd)
+    discriminator_sgd_momentum: float = 0.9  # SGD momentum of D (discriminator_optimizer="sgd" only)
+    # Minibatch standard deviation (Karras et al. 2018, ProGAN sec. 3): one feature map of the
+    # mean per-feature std over groups of this many examples, concatenated before D's last
+    # conv block. 0: off; ProGAN uses 4. Must divide batch_size.
+    minibatch_stddev_group_size: int = 0
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -172,9 +194,11 @@ class TrialConfig:
             _check_choice(name, getattr(self, name), _choices(name))
         if self.fid_split not in ("test", "train"):
             raise ConfigError(f"fid_split={self.fid_split!r} is not allowed; choose test or train")
-        for name in ("resnet_d_shortcut", "resnet_d_pooling", "adam_form"):
+        for name in ("resnet_d_shortcut", "resnet_d_pooling", "adam_form", "latent_distribution",
+                     "discriminator_optimizer"):
             allowed = {"resnet_d_shortcut": ("conv", "identity"), "resnet_d_pooling": ("mean", "sum"),
-                       "adam_form": ADAM_FORMS}[name]
+                       "adam_form": ADAM_FORMS, "latent_distribution": LATENT_DISTRIBUTIONS,
+                       "discriminator_optimizer": DISCRIMINATOR_OPTIMIZERS}[name]
             _check_choice(name, getattr(self, name), allowed)
 
         self._coerce_numbers()
@@ -212,6 +236,7 @@ class TrialConfig:
         _check_int("eval_samples", self.eval_samples, 2, 10**7)
         _check_int("train_steps", self.train_steps, 1, 10**9)
         _check_int("eval_every", self.eval_every, 1, 10**9)
+        self._check_tricks()
         for name in ("train_steps", "eval_every"):
             value = getattr(self, name)
             if value % self.discriminator_steps:
@@ -230,6 +255,36 @@ class TrialConfig:
             models.check(self)
         except ValueError as error:
             raise ConfigError(str(error)) from None
+
+    def _check_tricks(self) -> None:
+        """The training tricks' ranges and the combinations where they mean something."""
+        _check_range("label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _check_range("label_flip_probability", self.label_flip_probability, 0.0, 0.5)
+        for name in ("label_smoothing", "label_flip_probability"):
+            if getattr(self, name) != 0.0 and self.loss not in LABEL_LOSSES:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not allowed with loss={self.loss!r}; "
+                                  f"D has real/fake targets only with loss {' or '.join(LABEL_LOSSES)}")
+        _check_range("instance_noise_std", self.instance_noise_std, 0.0, 100.0)
+        if self.instance_noise_std == 0.0:
+            if self.instance_noise_anneal_steps is not None:
+                raise ConfigError(f"instance_noise_anneal_steps={self.instance_noise_anneal_steps!r} is not allowed "
+                                  "with instance_noise_std=0; set instance_noise_std > 0 or leave it unset")
+        else:
+            if self.instance_noise_anneal_steps is None:
+                object.__setattr__(self, "instance_noise_anneal_steps", self.train_steps)
+            _check_int("instance_noise_anneal_steps", self.instance_noise_anneal_steps, 1, 10**9)
+        _check_range("discriminator_sgd_momentum", self.discriminator_sgd_momentum, 0.0, 1.0)
+        if self.discriminator_optimizer != "sgd" and self.discriminator_sgd_momentum != 0.9:
+            raise ConfigError(f"discriminator_sgd_momentum={self.discriminator_sgd_momentum!r} is not allowed with "
+                              f"discriminator_optimizer={self.discriminator_optimizer!r}; it applies to 'sgd' only")
+        group = self.minibatch_stddev_group_size
+        _check_int("minibatch_stddev_group_size", group, 0, self.batch_size)
+        if group and self.batch_size % group:
+            raise ConfigError(f"minibatch_stddev_group_size={group} is not allowed with batch_size={self.batch_size}; "
+                              "it must divide the batch (0: off; ProGAN: 4)")
+        if group and self.loss in ("began", "began_paper"):
+            raise ConfigError(f"minibatch_stddev_group_size={group} is not allowed with loss={self.loss!r}; "
+                              "BEGAN's D is an auto-encoder, the feature is for a classifier D")
 
     def _coerce_numbers(self) -> None:
         """Ray and Ax hand back 5.0 for 5 and numpy scalars; store plain Python numbers."""
@@ -261,7 +316,10 @@ class TrialConfig:
 # such a field's default keeps the id it had before the field existed, so a study started
 # before the field was added resumes and merges. A field whose default changes what older
 # trials computed must NOT be listed here (adam_form is not: older trials ran optax's Adam).
-ID_OMITS_AT_DEFAULT: tuple[str, ...] = ()
+ID_OMITS_AT_DEFAULT: tuple[str, ...] = (
+    "label_smoothing", "label_flip_probability", "instance_noise_std", "instance_noise_anneal_steps",
+    "latent_distribution", "discriminator_optimizer", "discriminator_sgd_momentum", "minibatch_stddev_group_size",
+)
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
 # What a study written before a field existed ran with, where that is not the field's default:

@@ -16,6 +16,11 @@ state as arrays, so every trial of an arm -- the whole Table 1 grid of 24 settin
 n_dis 1 and 5 included -- shares one compiled program. The program takes a fixed number
 of real-batch slots (`batch_slots`, 5 for n_dis <= 5); a group fills the first n_dis and
 the rest are padding that is never read.
+
+Training tricks (issue 18; config fields, all off by default, adding no operation then):
+label smoothing / noisy labels in the NS/MM loss (models.losses), instance noise on every
+input of D (real, fake, the penalty's points, and G's step through D), normal z for training
+and evaluation, SGD with momentum for D, the minibatch-stddev feature (the architectures).
 """
 from __future__ import annotations
 
@@ -35,11 +40,21 @@ PyTree = Any
 
 # Fields that change the compiled program; everything else is a traced value
 # (discriminator_steps included: it enters only through `batch_slots`).
+# The training tricks are compiled in (static): a trick arm of the `tricks` space has one
+# value, so a traced value would save no compilation, while a traced one would add leaves
+# to TrainState (every existing checkpoint's layout) and code to the default program. At
+# their defaults they add no operation: the paper's program is unchanged. The exception is
+# discriminator_sgd_momentum: optax.inject_hyperparams keeps it in D's optimizer state, traced
+# like lr (so is discriminator_learning_rate, TTUR).
+_TRICK_PROGRAM_FIELDS = (
+    "label_smoothing", "label_flip_probability", "instance_noise_std", "instance_noise_anneal_steps",
+    "latent_distribution", "discriminator_optimizer", "minibatch_stddev_group_size",
+)
 _PROGRAM_FIELDS = (
     "dataset", "architecture", "loss", "normalization", "penalty", "batch_size",
     "z_dim", "image_size", "width_multiplier", "adam_epsilon", "adam_form", "weight_clip", "began_gamma",
     "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
-    "resnet_tanh", "generator_bn_epsilon",
+    "resnet_tanh", "generator_bn_epsilon", *_TRICK_PROGRAM_FIELDS,
 )
 
 # D collections that every branch of one D update reads as the update found them
@@ -78,6 +93,8 @@ class Program:
     train_step: Callable  # (state, real_batches uint8 [batch_slots, B, H, W, C], rng) -> (state, metrics)
     sample: Callable  # (generator_variables, batch_index, batch_size) -> images [b, H, W, C] in data range
     batch_slots: int  # real-batch slots of a train_step call (>= n_dis)
+    # D's optimizer (config.discriminator_optimizer); None: `optimizer`, as G's
+    discriminator_optimizer: optax.GradientTransformation | None = None
 
 
 def batch_slots(config: TrialConfig) -> int:
@@ -144,16 +161,49 @@ def _adam(form: str = "tf"):
     return optax.inject_hyperparams(ADAM_FORMS[form])
 
 
-def make_optimizer(adam_epsilon: float, adam_form: str = "tf") -> optax.GradientTransformation:
+def make_optimizer(adam_epsilon: float, adam_form: str = "tf", kind: str = "adam") -> optax.GradientTransformation:
+    """The optimizer with its hyperparameters in its state (placeholders until `_set_hyperparams`).
+
+    kind "adam": Adam as `adam_form`; "sgd" (config.discriminator_optimizer, a training trick):
+    optax.sgd, heavy-ball momentum v <- g + m v, params -= lr v (m = 0: plain SGD), lr and m traced."""
+    if kind == "sgd":
+        return optax.inject_hyperparams(optax.sgd)(learning_rate=1e-4, momentum=0.9)
+    if kind != "adam":
+        raise ValueError(f"optimizer kind={kind!r} is not allowed; choose adam or sgd")
     return _adam(adam_form)(learning_rate=1e-4, b1=0.5, b2=0.999, eps=adam_epsilon)
 
 
-def _set_hyperparams(opt_state, learning_rate: float, beta1: float, beta2: float):
+def _set_hyperparams(opt_state, learning_rate: float, beta1: float, beta2: float, momentum: float | None = None):
+    """Sets lr, and Adam's betas or SGD's momentum, whichever the optimizer has."""
     hp = dict(opt_state.hyperparams)
     hp["learning_rate"] = jnp.asarray(learning_rate, jnp.float32)
-    hp["b1"] = jnp.asarray(beta1, jnp.float32)
-    hp["b2"] = jnp.asarray(beta2, jnp.float32)
+    if "b1" in hp:
+        hp["b1"] = jnp.asarray(beta1, jnp.float32)
+        hp["b2"] = jnp.asarray(beta2, jnp.float32)
+    if "momentum" in hp and momentum is not None:
+        hp["momentum"] = jnp.asarray(momentum, jnp.float32)
     return opt_state._replace(hyperparams=hp)
+
+
+def sample_latents(key: jax.Array, shape: tuple[int, int], distribution: str = "uniform") -> jnp.ndarray:
+    """z [batch, z_dim] float32: "uniform" U[-1, 1] (the paper) or "normal" N(0, 1)
+    (config.latent_distribution); training and evaluation draw from the same one."""
+    if distribution == "normal":
+        return jax.random.normal(key, shape, jnp.float32)
+    return jax.random.uniform(key, shape, jnp.float32, -1.0, 1.0)
+
+
+def instance_noise_scale(step: jnp.ndarray, std: float, anneal_steps: int) -> jnp.ndarray:
+    """sigma_t = std * max(0, 1 - t / anneal_steps): std at t = 0, linearly to exactly 0 at
+    t = anneal_steps and after (Sonderby et al. 2016 anneal the noise to zero)."""
+    t = jnp.asarray(step, jnp.float32)
+    return std * jnp.maximum(0.0, 1.0 - t / float(anneal_steps))
+
+
+def add_instance_noise(x: jnp.ndarray, key: jax.Array, sigma: jnp.ndarray) -> jnp.ndarray:
+    """Instance noise (Sonderby et al. 2016; Arjovsky & Bottou 2017): x + sigma * N(0, I),
+    one independent draw per element of x [batch, H, W, C]; sigma = 0 adds exactly 0."""
+    return x + sigma * jax.random.normal(key, x.shape, x.dtype)
 
 
 def to_model_range(images_uint8: jnp.ndarray, data_range: tuple[float, float]) -> jnp.ndarray:
@@ -179,6 +229,9 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
     """
     gan = models.build(config, image_shape(config))
     optimizer = make_optimizer(config.adam_epsilon, config.adam_form)
+    d_optimizer = (optimizer if config.discriminator_optimizer == "adam"
+                   else make_optimizer(config.adam_epsilon, config.adam_form, config.discriminator_optimizer))
+    noise_std, noise_anneal = config.instance_noise_std, config.instance_noise_anneal_steps
     slots = batch_slots(config) if slots is None else int(slots)
     batch = config.batch_size
     z_dim = gan.z_dim
@@ -193,7 +246,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             generator=g_vars,
             discriminator=d_vars,
             generator_opt=optimizer.init(g_vars["params"]),
-            discriminator_opt=optimizer.init(d_vars["params"]),
+            discriminator_opt=d_optimizer.init(d_vars["params"]),
             loss_state=gan.loss.init_state(),
             penalty_weight=jnp.zeros((), jnp.float32),
             discriminator_steps=jnp.ones((), jnp.int32),
@@ -225,27 +278,41 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         return real_out, fake_out, rest, d_fn
 
     def latents(rng: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
-        """A D update's key -> (z [batch, z_dim] ~ U[-1, 1], the penalty's key)."""
+        """A D update's key -> (z [batch, z_dim] ~ U[-1, 1] or config.latent_distribution,
+        the penalty's key). The tricks' draws (instance noise, label flips) use keys folded
+        from the penalty's key, so at their defaults z and the penalty draw what they drew before."""
         z_key, penalty_key = jax.random.split(rng)
-        return jax.random.uniform(z_key, (batch, z_dim), jnp.float32, -1.0, 1.0), penalty_key
+        return sample_latents(z_key, (batch, z_dim), config.latent_distribution), penalty_key
+
+    def noised(x: jnp.ndarray, key: jax.Array, step: jnp.ndarray, stream: int) -> jnp.ndarray:
+        """D's input with instance noise at `step` (D updates done); x itself when it is off."""
+        if not noise_std:
+            return x
+        return add_instance_noise(x, jax.random.fold_in(key, stream), instance_noise_scale(step, noise_std, noise_anneal))
 
     def d_step(state: TrainState, real_uint8: jnp.ndarray, fake: jnp.ndarray, generator: dict,
                penalty_key: jax.Array):
         """D's Adam step on a real batch and G's images of it (no gradient to G); `generator`
         is G's variables after that forward. Returns (state, metrics)."""
         real = to_model_range(real_uint8, data_range)
+        # Instance noise on both of D's inputs; the penalty then sees the noised points too
+        # (GP's interpolates lie between the points D is trained on: D learns the noised
+        # distributions, and its constraint is where it is evaluated).
+        real = noised(real, penalty_key, state.step, 1)
+        fake = noised(fake, penalty_key, state.step, 2)
         d_params, d_rest = _split_collections(state.discriminator)
+        label_key = {"key": jax.random.fold_in(penalty_key, 3)} if getattr(gan.loss, "needs_key", False) else {}
 
         def loss_fn(params):
             real_out, fake_out, rest, d_fn = discriminate_pair(params, d_rest, real, fake)
-            loss, loss_state = gan.loss.discriminator_loss(real_out, fake_out, state.loss_state)
+            loss, loss_state = gan.loss.discriminator_loss(real_out, fake_out, state.loss_state, **label_key)
 
             penalty = gan.penalty(d_fn, params, real, fake, penalty_key)
             total = loss + state.penalty_weight * penalty
             return total, (rest, loss_state, loss, penalty)
 
         (total, (d_rest, loss_state, loss, penalty)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
-        updates, d_opt = optimizer.update(grads, state.discriminator_opt, d_params)
+        updates, d_opt = d_optimizer.update(grads, state.discriminator_opt, d_params)
         d_params = gan.penalty.project(optax.apply_updates(d_params, updates))
         state = state.replace(
             generator=generator,
@@ -313,7 +380,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         d_params, d_rest = _split_collections(state.discriminator)
 
         def loss_fn(fake):
-            fake_out, new_d_rest = discriminate(d_params, d_rest, fake)
+            # G is trained through the D that sees noised inputs (instance noise; none by default).
+            fake_out, new_d_rest = discriminate(d_params, d_rest, noised(fake, penalty_key, state.step, 4))
             return gan.loss.generator_loss(fake_out, state.loss_state), new_d_rest
 
         (loss, new_d_rest), image_grads = jax.value_and_grad(loss_fn, has_aux=True)(images)
@@ -359,13 +427,14 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         return state, metrics
 
     def sample(g_vars: dict, batch_index: int, batch_size: int) -> jnp.ndarray:
-        """Eval samples: G with batch-norm moving averages, z fixed by (seed 42, batch_index)."""
+        """Eval samples: G with batch-norm moving averages, z fixed by (seed 42, batch_index),
+        from the training z's distribution."""
         key = jax.random.fold_in(jax.random.PRNGKey(EVAL_LATENT_SEED), batch_index)
-        z = jax.random.uniform(key, (batch_size, z_dim), jnp.float32, -1.0, 1.0)
+        z = sample_latents(key, (batch_size, z_dim), config.latent_distribution)
         return gan.generator.apply(g_vars, z, train=False)
 
     return Program(gan=gan, optimizer=optimizer, init=init, train_step=train_step, sample=sample,
-                   batch_slots=slots)
+                   batch_slots=slots, discriminator_optimizer=d_optimizer)
 
 
 @functools.lru_cache(maxsize=16)
@@ -392,11 +461,12 @@ def get_program(config: TrialConfig) -> Program:
 
 
 def with_hyperparameters(state: TrainState, config: TrialConfig) -> TrainState:
-    """Sets the traced hyperparameters (lr, betas, lambda) of `config` into the state."""
+    """Sets the traced hyperparameters (lr, betas or D's SGD momentum, lambda) of `config` into the state."""
     return state.replace(
         generator_opt=_set_hyperparams(state.generator_opt, config.learning_rate, config.beta1, config.beta2),
         discriminator_opt=_set_hyperparams(
-            state.discriminator_opt, config.effective_discriminator_learning_rate, config.beta1, config.beta2
+            state.discriminator_opt, config.effective_discriminator_learning_rate, config.beta1, config.beta2,
+            config.discriminator_sgd_momentum,
         ),
         penalty_weight=jnp.asarray(config.penalty_weight, jnp.float32),
         discriminator_steps=jnp.asarray(config.discriminator_steps, jnp.int32),

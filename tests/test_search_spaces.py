@@ -49,6 +49,7 @@ def _arm_key(trial):
         ("ablation", 9, 9 * 12),
         ("random24", 4, 4 * 24),
         ("smoke", 1, 2),
+        ("tricks", 16, 8 * 24 + 8 * 12),  # 8 tricks (baseline included) x {NS+SN+GP: 24, plain NS: 12}
     ],
 )
 def test_every_shipped_space_expands_to_its_count(name, arms, total):

@@ -44,6 +44,10 @@ def _bn_epsilon(config: Any, default: float) -> float:
     return default if value is None else float(value)
 
 
+def _minibatch_stddev(config: Any) -> int:
+    return int(getattr(config, "minibatch_stddev_group_size", 0) or 0)
+
+
 def _width(config: Any) -> float:
     return float(config.width_multiplier)
 
@@ -59,7 +63,7 @@ def _sndcgan_discriminator(config, image_shape, out_features=1):
     norm = NORMALIZATIONS.get(config.normalization)
     return sndcgan.SNDCGANDiscriminator(
         width_multiplier=_width(config), spectral=norm.spectral, activation_norm=norm.activation_norm,
-        out_features=out_features,
+        out_features=out_features, minibatch_stddev_group_size=_minibatch_stddev(config),
     )
 
 
@@ -79,7 +83,7 @@ def _resnet_builders(layout_fn):
             hidden_c_in=bool(getattr(config, "resnet_d_cin", False)),
             optimized_first_block=bool(getattr(config, "resnet_d_opt", False)),
             sum_pooling=getattr(config, "resnet_d_pooling", "mean") == "sum",
-            out_features=out_features,
+            out_features=out_features, minibatch_stddev_group_size=_minibatch_stddev(config),
         )
 
     return generator, discriminator

@@ -29,6 +29,11 @@ Ablations (study.md study 5; the paper's code has none, so these are our reading
   resnet_d_pooling="sum": D head sums over positions instead of the mean.
   resnet_tanh: G ends in tanh, images and D inputs in [-1, 1].
   generator_bn_epsilon (EPS): G BN epsilon 2e-5.
+
+minibatch_stddev_group_size > 0 (a training trick, not the paper's): ProGAN's minibatch
+standard-deviation map (models.layers.minibatch_stddev) is concatenated to the input of
+D's last block, whose c_in grows by 1 (with the identity shortcut its 1x1 conv then maps
+the channels).
 """
 from __future__ import annotations
 
@@ -38,7 +43,7 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
-from models.layers import Conv, Dense, UpConv3x3, avg_pool2x2, scaled_channels
+from models.layers import Conv, Dense, UpConv3x3, avg_pool2x2, minibatch_stddev, scaled_channels
 from models.normalization import activation_norm
 
 BN_MOMENTUM = 0.9
@@ -127,10 +132,13 @@ class ResNetDiscriminator(nn.Module):
     optimized_first_block: bool = False  # OPT
     sum_pooling: bool = False  # SUM
     out_features: int = 1
+    minibatch_stddev_group_size: int = 0  # 0: off
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         for i, (c_out_paper, down) in enumerate(self.layout.d_blocks):
+            if self.minibatch_stddev_group_size and i == len(self.layout.d_blocks) - 1:
+                x = minibatch_stddev(x, self.minibatch_stddev_group_size)
             c_in = x.shape[-1]
             c_out = scaled_channels(c_out_paper, self.width_multiplier)
             conv = lambda features, name, k=3: Conv(features, k, 1, self.spectral, name=f"block{i}_{name}")  # noqa: E731

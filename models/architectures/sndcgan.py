@@ -19,13 +19,18 @@ and before its lrelu, not after the linear (where the paper places BN/LN in the 
 before each nonlinearity).
 
 All channel counts are multiplied by `width_multiplier` (rounded, at least 1).
+
+minibatch_stddev_group_size > 0 (a training trick, not the paper's): ProGAN's minibatch
+standard-deviation map (models.layers.minibatch_stddev) is concatenated to the input of
+D's last conv (conv3x3 512 at H/8, ProGAN's place: before the last block at the lowest
+resolution), which then reads 1 more channel.
 """
 from __future__ import annotations
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from models.layers import Conv, Deconv4x4, Dense, lrelu, normal_init, scaled_channels
+from models.layers import Conv, Deconv4x4, Dense, lrelu, minibatch_stddev, normal_init, scaled_channels
 from models.normalization import activation_norm
 
 G_BN_MOMENTUM = 0.9
@@ -78,11 +83,14 @@ class SNDCGANDiscriminator(nn.Module):
     spectral: bool = False
     activation_norm: str | None = None
     out_features: int = 1
+    minibatch_stddev_group_size: int = 0  # 0: off
 
     @nn.compact
     def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
         x = 2.0 * x - 1.0
         for i, (features, kernel, stride) in enumerate(_D_CONVS):
+            if self.minibatch_stddev_group_size and i == len(_D_CONVS) - 1:
+                x = minibatch_stddev(x, self.minibatch_stddev_group_size)
             x = Conv(
                 scaled_channels(features, self.width_multiplier), kernel, stride, self.spectral,
                 kernel_init=normal_init, name=f"conv{i}",

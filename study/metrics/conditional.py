@@ -147,7 +147,8 @@ def class_fid(real_features: np.ndarray, real_labels, fake_features: np.ndarray,
     it; none scored gives NaN. Small-sample bias: FID is biased upwards by roughly
     Tr(S_r)/n_r + Tr(S_f)/n_f, and with n_c < d the class covariances are singular; at the
     tiny protocol (digits test split, 300 images, ~30 per class, 128-d domain features) the
-    per-class values are far above the pooled FID even for real data. Compare them only
+    per-class values are far above the pooled FID even for real data (measured: 300 real train
+    images vs the test split, pooled fid_domain 6.3, per-class mean 18.8). Compare them only
     at one sample count, and with the `_ref_floor` reference (real train images scored the
     same way), not with FIDs of other protocols (Binkowski et al. 2018 and Chong & Forsyth
     2020 on the bias of FID at small n).

@@ -119,7 +119,10 @@ def modified_inception_score(logits: np.ndarray) -> float:
     a class predicted for one sample only scores 1. So m-IS is 1 for any set of identical
     images (total collapse within every class) and grows with how differently the
     classifier sees the samples of one class; it does not reward covering more classes
-    (that is what IS / classes_covered measure).
+    (that is what IS / classes_covered measure). Nor does it measure quality: samples the
+    classifier is unsure about differ a lot in p(y|x). Measured with the digits classifier at
+    8x8 (300 samples): real train images 1.14, uniform noise 2.27, the mean image repeated 1.00;
+    read it beside a quality measure (FID, GAN-test, the 1-NN fake half).
     """
     log_p = log_softmax(logits)
     p = np.exp(log_p)

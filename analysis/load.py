@@ -54,6 +54,10 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain", "precision", "recall",
     "precision_domain", "recall_domain", "ms_ssim", "d_loss", "g_loss",
     "classes_covered_domain", "mode_score_domain", "am_score_domain",
+    # issue 18: two-sample test and within-class diversity (every evaluation), conditional scores
+    "m_is", "m_is_domain", "one_nn_accuracy", "one_nn_real_accuracy", "one_nn_fake_accuracy",
+    "one_nn_accuracy_domain", "one_nn_real_accuracy_domain", "one_nn_fake_accuracy_domain",
+    "gan_test_domain", "gan_train_domain", "fid_domain_class_mean", "fid_domain_class_max", "fid_domain_classes",
 )
 # Reference points written by the evaluator into every row: `<metric>_ref_<kind>`.
 REFERENCE_KINDS: tuple[str, ...] = ("floor", "noise", "mean_image")

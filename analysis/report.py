@@ -95,14 +95,21 @@ def section_summary(ctx: Context, per_dataset: int = 5) -> Section:
     best = (finite.sort_values(["dataset", "score", "study", "trial_id"])
             .groupby("dataset", sort=True).head(per_dataset))
     best = _with_best_step_metrics(ctx, best)
-    columns = ["dataset", "score", "classes_covered_domain", "arm", *HYPERPARAMETERS, "seed", "best_step", "study",
+    columns = ["dataset", "score", *BEST_STEP_METRICS, "arm", *HYPERPARAMETERS, "seed", "best_step", "study",
                "trial_id"]
-    columns = [c for c in columns if c in best.columns and (c != "classes_covered_domain" or best[c].notna().any())]
+    columns = [c for c in columns if c in best.columns and (c not in BEST_STEP_METRICS or best[c].notna().any())]
     return Section("summary", "Summary", intro + ctx.table(best[columns], "best_trials",
                                                             f"The {per_dataset} best trials per dataset ({ctx.metric})"))
 
 
-def _with_best_step_metrics(ctx: Context, trials: pd.DataFrame, columns=("classes_covered_domain",)) -> pd.DataFrame:
+# Label-based and two-sample scores shown beside the best trials' scores, taken at the best step
+# (columns no row has are left out): classes covered, within-class diversity (m-IS), the 1-NN
+# two-sample accuracy (0.5 = indistinguishable from real) and, for conditional trials, GAN-test/train.
+BEST_STEP_METRICS = ("classes_covered_domain", "m_is_domain", "one_nn_accuracy_domain", "gan_test_domain",
+                     "gan_train_domain")
+
+
+def _with_best_step_metrics(ctx: Context, trials: pd.DataFrame, columns=BEST_STEP_METRICS) -> pd.DataFrame:
     """`trials` with the given row metrics taken at each trial's best step."""
     present = [c for c in columns if c in ctx.rows.columns]
     if not present:
@@ -297,8 +304,19 @@ def section_samples(ctx: Context) -> Section:
 
 
 def _classes_text(trial) -> str:
-    value = getattr(trial, "classes_covered_domain", np.nan)
-    return f" · {int(value)} classes covered" if isinstance(value, (int, float)) and np.isfinite(value) else ""
+    """The card's label-based scores at the best step: classes covered, m-IS, 1-NN accuracy, GAN-test/train."""
+    def finite(name):
+        value = getattr(trial, name, np.nan)
+        return value if isinstance(value, (int, float)) and np.isfinite(value) else None
+
+    parts = []
+    if finite("classes_covered_domain") is not None:
+        parts.append(f"{int(finite('classes_covered_domain'))} classes covered")
+    for name, label in (("m_is_domain", "m-IS"), ("one_nn_accuracy_domain", "1-NN acc."),
+                        ("gan_test_domain", "GAN-test"), ("gan_train_domain", "GAN-train")):
+        if finite(name) is not None:
+            parts.append(f"{label} {finite(name):.3g}")
+    return "".join(f" · {part}" for part in parts)
 
 
 def section_seeds(ctx: Context) -> Section:

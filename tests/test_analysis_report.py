@@ -316,3 +316,19 @@ def test_adjacent_arm_separation_marks_ties():
     second = table.index[1]
     assert table.loc[second, "separable"] is False or table.loc[second, "separable"] == False  # noqa: E712
     assert table.loc["c", "separable"] == True and table.loc["c", "diff_low"] > 35  # noqa: E712
+
+
+def test_best_trials_show_label_scores_at_the_best_step(tmp_path):
+    # Issue 18: m-IS and the 1-NN accuracy are read at each trial's best-score step (step 2 here), columns
+    # no row has (GAN-test/train of conditional trials) are left out.
+    rows = [_row("t1", 1, 50.0, final=False, m_is_domain=1.1, one_nn_accuracy_domain=0.9),
+            _row("t1", 2, 20.0, m_is_domain=1.3, one_nn_accuracy_domain=0.7),
+            _row("t2", 1, 30.0, m_is_domain=1.2, one_nn_accuracy_domain=0.8)]
+    index = build_report([_write(tmp_path / "hand", rows, MANIFEST)], out_dir=tmp_path / "report")
+    best = pd.read_csv(index.parent / "tables" / "best_trials.csv").set_index("trial_id")
+    assert best.loc["t1", "m_is_domain"] == 1.3 and best.loc["t1", "one_nn_accuracy_domain"] == 0.7
+    assert "gan_train_domain" not in best.columns
+    from analysis.report import _classes_text
+
+    card = _classes_text(best.loc[["t1"]].reset_index().iloc[0])
+    assert card == " · m-IS 1.3 · 1-NN acc. 0.7"

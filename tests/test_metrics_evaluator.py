@@ -63,7 +63,10 @@ def test_real_images_score_well_noise_badly(evaluator, real_images):
     real = evaluator.evaluate(_real_fn(real_images))
     noise = evaluator.evaluate(lambda i, b: jax.random.uniform(jax.random.PRNGKey(i), (b, 16, 16, 1)))
     assert set(real) == {"fid_domain", "kid_domain", "is_domain", "precision_domain", "recall_domain", "ms_ssim",
-                         "classes_covered_domain", "mode_score_domain", "am_score_domain"}
+                         "classes_covered_domain", "mode_score_domain", "am_score_domain", "m_is_domain",
+                         "one_nn_accuracy_domain", "one_nn_real_accuracy_domain", "one_nn_fake_accuracy_domain"}
+    # Real images scored against themselves: every point has its exact copy -> 1-NN accuracy 0 (memorisation).
+    assert real["one_nn_accuracy_domain"] < 0.05 and noise["one_nn_accuracy_domain"] > 0.99
     assert real["classes_covered_domain"] == 10 and real["am_score_domain"] < noise["am_score_domain"]
     assert real["fid_domain"] < 1e-6 and noise["fid_domain"] > 100.0
     assert real["precision_domain"] == real["recall_domain"] == 1.0

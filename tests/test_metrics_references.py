@@ -10,6 +10,8 @@ import pytest
 from study import data
 from study.metrics import Evaluator, cache, evaluator as evaluator_module
 
+CONDITIONAL = evaluator_module.CONDITIONAL_REFERENCE_METRICS
+
 
 def _make(cache_dir, num_samples=300, log=None):
     return Evaluator(dataset="digits", split="test", image_size=8, num_samples=num_samples, cache_dir=cache_dir,
@@ -40,6 +42,14 @@ def test_reference_points_order_on_digits(tiny):
     assert p["am_score_domain_ref_floor"] < p["am_score_domain_ref_noise"]  # AM: lower is better
     assert p["mode_score_domain_ref_floor"] > p["mode_score_domain_ref_noise"]  # Mode Score: higher is better
     assert p["is_domain_ref_mean_image"] == pytest.approx(1.0)
+    # Issue 18: the 1-NN two-sample test cannot tell real train images from the test split (H0 value 0.5;
+    # 300 + 300 points, std ~0.025) but tells noise and the repeated mean image apart perfectly.
+    assert abs(p["one_nn_accuracy_domain_ref_floor"] - 0.5) < 0.1
+    assert p["one_nn_accuracy_domain_ref_noise"] > 0.99
+    assert p["one_nn_accuracy_domain_ref_mean_image"] > 0.99
+    assert p["m_is_domain_ref_mean_image"] == pytest.approx(1.0)  # identical images: no within-class diversity
+    assert p["m_is_domain_ref_floor"] > 1.0
+    assert p["one_nn_distance"] == "euclidean_leave_one_out_ties_averaged"
 
 
 def _fixed_images(images):
@@ -68,7 +78,8 @@ def test_references_cached_per_protocol(tiny, cache_dir, monkeypatch):
                         lambda self: pytest.fail("references recomputed despite the cache"))
     again = _make(cache_dir)
     refs = {k: v for k, v in again.protocol.items() if "_ref_" in k}
-    assert refs == {k: v for k, v in tiny.protocol.items() if "_ref_" in k} and len(refs) == 18
+    assert refs == {k: v for k, v in tiny.protocol.items() if "_ref_" in k and not k.startswith(CONDITIONAL)}
+    assert len(refs) == 24  # 8 domain metrics x 3 kinds (no Inception weights here)
     monkeypatch.undo()
     _make(cache_dir, num_samples=200)  # another protocol: its own file
     assert len(list((cache_dir / "references_v1").glob("*.npz"))) == 2
@@ -97,3 +108,47 @@ def test_damaged_caches_are_rebuilt_with_a_warning(tiny, cache_dir):
     messages.clear()
     _make(cache_dir, log=messages.append)
     assert not any("damaged" in m for m in messages)
+
+
+# ---------------------------------------------------------------- issue 18: conditional evaluation
+def _perfect_conditional(labels):
+    """A "perfect conditional generator": for each requested label, the next real train image of that class."""
+    train = np.asarray(data.load("digits", "train", 8), np.float32) / 255.0
+    train_labels = np.asarray(data.labels("digits", "train"))
+    queues = {c: list(np.flatnonzero(train_labels == c)) for c in range(10)}
+    return train[[queues[c].pop(0) for c in labels]]
+
+
+def test_conditional_scores_perfect_generator_and_shuffled_labels(tiny):
+    requested = tiny.requested_labels()
+    np.testing.assert_array_equal(requested, data.labels("digits", "test")[:300])
+    assert requested.dtype == np.int32
+    images = _perfect_conditional(requested)
+    good = tiny.evaluate(_fixed_images(images), sample_labels=requested)
+    accuracy = tiny.protocol["fid_domain_test_accuracy"]  # the classifier on real test images
+    assert abs(good["gan_test_domain"] - accuracy) < 0.05
+    assert good["gan_train_domain"] > 0.8  # chance: 0.1
+    assert good["fid_domain_classes"] == 10
+    shuffled = np.random.default_rng(0).permutation(requested)
+    bad = tiny.evaluate(_fixed_images(images), sample_labels=shuffled)
+    assert bad["gan_test_domain"] < 0.25 and bad["gan_train_domain"] < 0.35
+    assert bad["fid_domain_class_mean"] > good["fid_domain_class_mean"]
+    # Unconditional metrics do not depend on the labels.
+    assert {k: v for k, v in bad.items() if k in good and "gan_" not in k and "class" not in k} == \
+        {k: v for k, v in good.items() if "gan_" not in k and "class" not in k}
+    # The references joined the protocol at the first conditional evaluation.
+    p = tiny.protocol
+    assert p["gan_train_classifier"].startswith("domain_cnn_")
+    assert p["gan_train_domain_ref_floor"] > 0.8 > 0.3 > p["gan_train_domain_ref_noise"]
+    assert p["gan_test_domain_ref_floor"] > 0.9 and p["gan_test_domain_ref_noise"] < 0.3
+    assert p["fid_domain_class_mean_ref_floor"] < p["fid_domain_class_mean_ref_noise"]
+    assert good["fid_domain_class_mean"] < p["fid_domain_class_mean_ref_noise"]
+
+
+def test_conditional_bad_labels_are_one_line_errors(tiny):
+    with pytest.raises(ValueError, match="sample_labels of shape"):
+        tiny.evaluate(_fixed_images(np.zeros((300, 8, 8, 1), np.float32)), sample_labels=np.zeros(299, int))
+    with pytest.raises(ValueError, match="sample_labels of shape"):
+        tiny.evaluate(_fixed_images(np.zeros((300, 8, 8, 1), np.float32)), sample_labels=np.full(300, 10))
+    labels = tiny.requested_labels()
+    assert list(tiny.batch_labels(labels, 2)) == list(labels[200:300])

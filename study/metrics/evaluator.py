@@ -12,6 +12,18 @@ comparable with published FIDs), `ms_ssim` (mean over ordered pairs of distinct
 generated images, batches of 64, up to 5 batches; spec §7); with the digits classifier also
 `classes_covered_domain`, `mode_score_domain`, `am_score_domain` (study.metrics.scores; the
 class prior p*(y) is the classifier's mean prediction on the reference train images).
+Issue 18 adds, in every feature space (no suffix: Inception, `_domain`: domain network):
+`one_nn_accuracy`, `one_nn_real_accuracy`, `one_nn_fake_accuracy` (leave-one-out 1-NN
+two-sample test, study.metrics.two_sample; 0.5 = indistinguishable, 1 = disjoint) and, where
+the network classifies (Inception; the digits classifier), `m_is` (Modified Inception Score,
+within-class diversity, scores.modified_inception_score).
+
+Conditional generators (issue 18): `evaluate(sample_fn, sample_labels)` with the labels each
+sample was generated for (normally `requested_labels()`, the evaluation split's own labels)
+adds `gan_test_domain` (digits classifier's accuracy on the samples w.r.t. their labels),
+`gan_train_domain` (accuracy on the real evaluation images of a domain CNN trained on the
+labelled samples), `fid_domain_class_mean` / `fid_domain_class_max` (per-class domain FID,
+mean and worst class) and `fid_domain_classes` (classes scored); see study.metrics.conditional.
 
 Reference points (issue #15): per protocol the evaluator also scores three fixed image
 sets with the same code, cached on disk, and puts them in `protocol` (hence in every
@@ -19,6 +31,11 @@ results row) as `<metric>_ref_floor` (real train images vs the evaluation split,
 count: the best a generator can hope for), `<metric>_ref_noise` (uniform noise in [0, 1])
 and `<metric>_ref_mean_image` (the mean train image repeated: total mode collapse), for
 the metrics in REFERENCE_METRICS. A trial that does not beat `_ref_noise` has not learned.
+The conditional scores get the same three references (CONDITIONAL_REFERENCE_METRICS; the
+floor's labels are its train labels, noise and mean image get `requested_labels()`), computed
+and cached at the first conditional evaluation (they train three GAN-train classifiers, a cost
+unconditional studies should not pay) and added to `protocol` from then on, together with
+`gan_train_classifier` (the GAN-train recipe).
 """
 from __future__ import annotations
 
@@ -34,13 +51,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from study.metrics import cache, domain, frechet, scores
+from study.metrics import cache, conditional, domain, frechet, scores, two_sample
 
 REFERENCE_KINDS = ("floor", "noise", "mean_image")
 # Metrics that get reference points: the FID-like ones and the label-based ones.
 REFERENCE_METRICS = ("fid_domain", "kid_domain", "is_domain", "classes_covered_domain", "mode_score_domain",
-                     "am_score_domain", "fid", "kid", "is")
-REFERENCE_VERSION = "references-v1"  # bump when the reference image sets or their scoring change
+                     "am_score_domain", "fid", "kid", "is",
+                     "m_is_domain", "one_nn_accuracy_domain", "m_is", "one_nn_accuracy")
+# Scores of conditional evaluations that get reference points (computed at the first one).
+CONDITIONAL_REFERENCE_METRICS = ("gan_test_domain", "gan_train_domain", "fid_domain_class_mean")
+REFERENCE_VERSION = "references-v2"  # bump when the reference image sets or their scoring change
 NOISE_SEED = 0
 
 _WARNED: set[str] = set()  # once-per-process warnings (the only module state)
@@ -121,6 +141,12 @@ class Evaluator:
         self._log = log
 
         real_uint8 = np.asarray(data.load(dataset, split, self.image_size))[: self.num_samples]
+        self._real_uint8 = real_uint8  # GAN-train tests on these
+        self.num_classes = int(info.num_classes)
+        # Labels of the evaluation images (None: an unlabelled dataset, no conditional scores).
+        self._real_labels = (np.asarray(data.labels(dataset, split), np.int32)[: self.num_samples]
+                             if self.num_classes else None)
+        self._conditional_protocol: dict | None = None  # filled at the first conditional evaluation
         self.domain = domain.domain_extractor(dataset, self.image_size, self.channels, self.cache_dir, log)
         extractor_apply = self.domain.apply
         self._domain_batch = jax.jit(lambda params, x: _domain_apply(params, _to_unit_range(x, self.data_range)))
@@ -165,6 +191,8 @@ class Evaluator:
             "kid_subset_size": min(kid_subset_size, self.num_samples),
             "pr_k": pr_k,
             "ms_ssim_scales": scores.ms_ssim_scales(self.image_size),
+            "one_nn_distance": "euclidean_leave_one_out_ties_averaged",
+            "m_is_classes": "argmax_predicted",
             **references,
         }
 
@@ -270,7 +298,12 @@ class Evaluator:
             real["features"], features, self.kid_subsets, self.kid_subset_size, seed=0)
         if with_is:
             out[f"is{suffix}"] = scores.inception_score(logits, self.is_splits)
+            out[f"m_is{suffix}"] = scores.modified_inception_score(logits)
         out[f"precision{suffix}"], out[f"recall{suffix}"] = scores.precision_recall(real["features"], features, self.pr_k)
+        nn = two_sample.one_nn_two_sample(real["features"], features)
+        out[f"one_nn_accuracy{suffix}"] = nn["accuracy"]
+        out[f"one_nn_real_accuracy{suffix}"] = nn["real_accuracy"]
+        out[f"one_nn_fake_accuracy{suffix}"] = nn["fake_accuracy"]
         return out
 
     def _ms_ssim(self, kept: list) -> float:
@@ -280,12 +313,95 @@ class Evaluator:
         values = [scores.ms_ssim_diversity(images[i * group : (i + 1) * group]) for i in range(batches)]
         return float(np.mean([float(v) for v in values]))
 
-    def evaluate(self, sample_fn: Callable[[int, int], jnp.ndarray]) -> dict[str, float]:
-        """Metrics of the generator behind sample_fn(batch_index, batch_size) -> [batch_size, H, W, C] in data_range."""
-        features, logits, kept = self._batched(sample_fn, self._domain_batch, self.domain.params, keep_images=5 * 64)
+    def requested_labels(self) -> np.ndarray:
+        """int32 [num_samples]: the labels a conditional generator is asked for, the evaluation
+        split's own labels in order (so the class mix is the real evaluation images')."""
+        if self._real_labels is None:
+            raise ValueError(f"dataset {self.dataset!r} has no class labels; conditional evaluation needs a "
+                             "labelled dataset (study.data.info(name).num_classes > 0)")
+        return self._real_labels.copy()
+
+    def batch_labels(self, labels: np.ndarray, index: int) -> np.ndarray:
+        """int32 [batch_size]: labels[index*B:(index+1)*B], the last batch padded by repeating its
+        last label (the samples past num_samples are cut off), for a sampler that needs a full batch."""
+        return np.asarray(_take(np.asarray(labels, np.int32), index, self.batch_size))
+
+    def _check_sample_labels(self, sample_labels) -> np.ndarray:
+        if self._real_labels is None:
+            self.requested_labels()  # the one-line error
+        labels = np.asarray(sample_labels)
+        if labels.shape != (self.num_samples,) or not np.issubdtype(labels.dtype, np.integer) or \
+                labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"sample_labels of shape {labels.shape}, dtype {labels.dtype} not allowed; need int "
+                             f"[{self.num_samples}] in 0..{self.num_classes - 1} (see Evaluator.requested_labels)")
+        return labels.astype(np.int32)
+
+    def _conditional_scores(self, features: np.ndarray, logits: np.ndarray, images01: np.ndarray,
+                            labels: np.ndarray) -> dict[str, float]:
+        """GAN-test, GAN-train and per-class domain FID of samples images01 [n, H, W, C] in [0, 1]
+        generated for labels [n], with their domain features [n, 128] and logits [n, classes]."""
+        out = {}
+        if self.domain.has_classifier:
+            out["gan_test_domain"] = conditional.gan_test(logits, labels)
+        out["gan_train_domain"] = conditional.gan_train(
+            images01, labels, self._real_uint8.astype(np.float32) / 255.0, self._real_labels, self.num_classes)
+        per_class = conditional.class_fid(self._real_domain["features"], self._real_labels, features, labels,
+                                          self.num_classes)
+        out["fid_domain_class_mean"] = per_class["mean"]
+        out["fid_domain_class_max"] = per_class["max"]
+        out["fid_domain_classes"] = per_class["classes"]
+        return out
+
+    def _ensure_conditional_protocol(self) -> None:
+        """Adds the GAN-train recipe and the conditional reference points to `protocol`
+        (computed once per protocol and cached on disk, like the other references)."""
+        if self._conditional_protocol is None:
+            key = _hash(REFERENCE_VERSION, "conditional", self.dataset, self.split, self.num_samples, self.image_size,
+                        self.domain.checksum, conditional.GAN_TRAIN_PROTOCOL, NOISE_SEED)
+            path = (self.cache_dir / "references_conditional_v1"
+                    / f"{self.dataset}_{self.split}_{self.image_size}px_{self.num_samples}_{key}.npz")
+            stored = cache.load_arrays(path, (), self._log)
+            if stored is None:
+                stored = self._compute_conditional_references()
+                cache.save_arrays(path, stored)
+            self._conditional_protocol = {"gan_train_classifier": conditional.GAN_TRAIN_PROTOCOL,
+                                          **{name: float(value) for name, value in sorted(stored.items())}}
+        self.protocol.update(self._conditional_protocol)
+
+    def _compute_conditional_references(self) -> dict[str, np.ndarray]:
+        from study import data
+
+        unit_domain = jax.jit(lambda params, x: _domain_apply(params, x))
+        sets = self.reference_images()
+        train_labels = np.asarray(data.labels(self.dataset, "train"), np.int32)
+        values = {}
+        for kind, images in sets.items():
+            labels = train_labels[: len(images)] if kind == "floor" else self.requested_labels()
+            features, logits = self._batched_images(images, unit_domain, self.domain.params)
+            metrics = self._conditional_scores(features, logits, images, labels)
+            for name in CONDITIONAL_REFERENCE_METRICS:
+                if name in metrics:
+                    values[f"{name}_ref_{kind}"] = np.asarray(metrics[name], np.float64)
+        return values
+
+    def evaluate(self, sample_fn: Callable[[int, int], jnp.ndarray], sample_labels=None) -> dict[str, float]:
+        """Metrics of the generator behind sample_fn(batch_index, batch_size) -> [batch_size, H, W, C] in data_range.
+
+        sample_labels: None (unconditional), or int [num_samples], the classes the samples were
+        generated for: batch i of sample_fn for sample_labels[i*B:(i+1)*B] (the last batch's
+        rows past num_samples are ignored; `batch_labels` pads). Adds the conditional scores
+        (module docstring) and, from the first such call on, their references to `protocol`.
+        """
+        labels = None if sample_labels is None else self._check_sample_labels(sample_labels)
+        keep = 5 * 64 if labels is None else max(5 * 64, self.num_samples)
+        features, logits, kept = self._batched(sample_fn, self._domain_batch, self.domain.params, keep_images=keep)
         metrics = self._scores(self._real_domain, features, logits, "_domain", self.domain.has_classifier)
         metrics.update(self._class_scores(logits))
         metrics["ms_ssim"] = self._ms_ssim(kept)
+        if labels is not None:
+            images01 = np.asarray(jnp.concatenate([_to_unit_range(x, self.data_range) for x in kept]))[: self.num_samples]
+            metrics.update(self._conditional_scores(features, logits, images01, labels))
+            self._ensure_conditional_protocol()
         if self.inception is not None:
             # Second pass over the same samples (sample_fn must be deterministic in batch_index).
             features, logits = self._batched(sample_fn, self._inception_batch, self.inception.params)

@@ -29,6 +29,8 @@ import jax.numpy as jnp
 import optax
 
 import models
+import models.conditional
+from models.conditional import split_output
 from study.config import TrialConfig
 
 PyTree = Any
@@ -41,6 +43,8 @@ _PROGRAM_FIELDS = (
     "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
     "resnet_tanh", "generator_bn_epsilon",
 )
+# Conditional and InfoGAN programs (issue 18; models.conditional): compiled in.
+_PROGRAM_FIELDS += ("conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous", "infogan_weight")
 
 # D collections that every branch of one D update reads as the update found them
 # (spectral norm's u); the others (batch norm's averages) chain from branch to branch.
@@ -78,6 +82,9 @@ class Program:
     train_step: Callable  # (state, real_batches uint8 [batch_slots, B, H, W, C], rng) -> (state, metrics)
     sample: Callable  # (generator_variables, batch_index, batch_size) -> images [b, H, W, C] in data range
     batch_slots: int  # real-batch slots of a train_step call (>= n_dis)
+    # Class-conditional program: train_step also takes the real batches' labels int32 [batch_slots, B]
+    # (4th argument) and sample takes labels=int [b] (None: uniform from the eval key).
+    labelled: bool = False
 
 
 def batch_slots(config: TrialConfig) -> int:
@@ -96,6 +103,11 @@ def pad_batches(real_batches: jnp.ndarray, slots: int) -> jnp.ndarray:
     host sends only the batches a group uses)."""
     missing = slots - real_batches.shape[0]
     return jnp.pad(real_batches, [(0, missing)] + [(0, 0)] * (real_batches.ndim - 1))
+
+
+def is_labelled(config: TrialConfig) -> bool:
+    """Whether the config's program trains on class labels (its train step takes the real labels)."""
+    return config.conditioning != "none"
 
 
 def image_shape(config: TrialConfig) -> tuple[int, int, int]:
@@ -177,7 +189,10 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
 
     slots: real-batch slots per train_step call (default `batch_slots(config)`).
     """
-    gan = models.build(config, image_shape(config))
+    from study import data
+
+    gan = models.build(config, image_shape(config), data.info(config.dataset).num_classes)
+    condition = gan.condition  # labels / InfoGAN codes; inactive for the paper's GANs
     optimizer = make_optimizer(config.adam_epsilon, config.adam_form)
     slots = batch_slots(config) if slots is None else int(slots)
     batch = config.batch_size
@@ -199,28 +214,40 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             discriminator_steps=jnp.ones((), jnp.int32),
         )
 
-    def generate(g_vars: dict, z: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+    def generate(g_vars: dict, z: jnp.ndarray, conditions: dict | None = None) -> tuple[jnp.ndarray, dict]:
+        """G(z) in training mode; with `conditions` (a conditional or InfoGAN program) G(z, y) or G([z, c])."""
         params, rest = _split_collections(g_vars)
-        images, updates = gan.generator.apply({"params": params, **rest}, z, train=True, mutable=list(rest))
+        kwargs = {}
+        if conditions is not None:
+            z, kwargs = condition.generator_inputs(z, conditions)
+        images, updates = gan.generator.apply({"params": params, **rest}, z, train=True, mutable=list(rest), **kwargs)
         return images, {"params": params, **updates}
 
-    def discriminate(d_params: PyTree, d_rest: dict, x: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
-        out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest))
+    def discriminate(d_params: PyTree, d_rest: dict, x: jnp.ndarray, labels=None) -> tuple[jnp.ndarray, dict]:
+        """D(x) in training mode; `labels` reach D only in a projection program. The output is
+        logits [B], or (logits, auxiliary head) in an ACGAN / InfoGAN program (models.conditional)."""
+        kwargs = condition.discriminator_kwargs(labels) if condition.active else {}
+        out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest),
+                                               **kwargs)
         return out, {**d_rest, **updates}
 
-    def discriminate_pair(d_params: PyTree, d_rest: dict, real: jnp.ndarray, fake: jnp.ndarray):
+    def discriminate_pair(d_params: PyTree, d_rest: dict, real: jnp.ndarray, fake: jnp.ndarray,
+                          real_labels=None, fake_labels=None):
         """D(real) and D(fake) of one D update as v2's two branches of one graph: both read
         the same spectral-norm u, so both use one sigma and u advances by one power iteration
         per D update (compare_gan_v2 §10). Batch norm keeps per-branch batch statistics; its
         moving averages advance real then fake. Returns (real logits, fake logits, D's
-        collections after the update, d_fn: x -> D(x) with that same u (the penalty's D))."""
+        collections after the update, d_fn: x -> D(x) with that same u (the penalty's D)).
+        A conditional program's outputs may carry an auxiliary head (models.conditional.split_output);
+        its penalty's D reads the real labels (for the interpolates of GP too) and returns logits."""
         read = {k: v for k, v in d_rest.items() if k in _SHARED_BY_BRANCHES}
-        real_out, rest = discriminate(d_params, d_rest, real)
+        real_out, rest = discriminate(d_params, d_rest, real, real_labels)
         # The fake branch starts from u as the update found it; it writes the same new u.
-        fake_out, rest = discriminate(d_params, {**rest, **read}, fake)
+        fake_out, rest = discriminate(d_params, {**rest, **read}, fake, fake_labels)
 
         def d_fn(x):
-            return discriminate(d_params, {**rest, **read}, x)[0]
+            out = discriminate(d_params, {**rest, **read}, x, real_labels)[0]
+            return split_output(out)[0] if condition.active else out
 
         return real_out, fake_out, rest, d_fn
 
@@ -230,21 +257,31 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         return jax.random.uniform(z_key, (batch, z_dim), jnp.float32, -1.0, 1.0), penalty_key
 
     def d_step(state: TrainState, real_uint8: jnp.ndarray, fake: jnp.ndarray, generator: dict,
-               penalty_key: jax.Array):
+               penalty_key: jax.Array, real_labels=None, conditions=None):
         """D's Adam step on a real batch and G's images of it (no gradient to G); `generator`
-        is G's variables after that forward. Returns (state, metrics)."""
+        is G's variables after that forward. A conditional / InfoGAN program also gets the real
+        batch's labels and the fake batch's conditions, and adds its auxiliary term (ACGAN's
+        class loss, InfoGAN's MI term) to D's total loss. Returns (state, metrics)."""
         real = to_model_range(real_uint8, data_range)
         d_params, d_rest = _split_collections(state.discriminator)
+        fake_labels = conditions.get("labels") if conditions is not None else None
 
         def loss_fn(params):
-            real_out, fake_out, rest, d_fn = discriminate_pair(params, d_rest, real, fake)
+            real_out, fake_out, rest, d_fn = discriminate_pair(params, d_rest, real, fake, real_labels, fake_labels)
+            aux_loss = None
+            if condition.active:
+                (real_out, real_aux), (fake_out, fake_aux) = split_output(real_out), split_output(fake_out)
+                aux_loss = condition.discriminator_loss(real_aux, real_labels, fake_aux, conditions)
             loss, loss_state = gan.loss.discriminator_loss(real_out, fake_out, state.loss_state)
 
             penalty = gan.penalty(d_fn, params, real, fake, penalty_key)
             total = loss + state.penalty_weight * penalty
-            return total, (rest, loss_state, loss, penalty)
+            if aux_loss is not None:
+                total = total + aux_loss
+            return total, (rest, loss_state, loss, penalty, aux_loss)
 
-        (total, (d_rest, loss_state, loss, penalty)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+        (total, (d_rest, loss_state, loss, penalty, aux_loss)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(d_params)
         updates, d_opt = optimizer.update(grads, state.discriminator_opt, d_params)
         d_params = gan.penalty.project(optax.apply_updates(d_params, updates))
         state = state.replace(
@@ -255,6 +292,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             step=state.step + 1,
         )
         metrics = {"d_loss": loss, "d_total_loss": total, "d_penalty": penalty, "d_grad_norm": _global_norm(grads)}
+        if aux_loss is not None:
+            metrics["d_aux_loss"] = aux_loss  # weighted ACGAN class loss / InfoGAN MI term
         return state, metrics
 
     def after_step(state: TrainState, real_uint8: jnp.ndarray, z: jnp.ndarray) -> TrainState:
@@ -270,12 +309,22 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         real_out, fake_out, _, _ = discriminate_pair(d_params, d_rest, to_model_range(real_uint8, data_range), fake)
         return state.replace(loss_state=gan.loss.after_step(real_out, fake_out, state.loss_state))
 
-    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
+    def fake_conditions(rng: jax.Array) -> dict | None:
+        """A D update's key -> its fake batch's labels / InfoGAN codes (uniform, from
+        fold_in(key, CONDITION_STREAM): z and the penalty's key stay as in the unconditional
+        step); None in an unconditional program."""
+        if not condition.active:
+            return None
+        return condition.draw(jax.random.fold_in(rng, models.conditional.CONDITION_STREAM), batch)
+
+    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array, real_labels=None):
         """One D update of the group after its G update: fresh real batch, fresh z, its own G forward."""
         z, penalty_key = latents(rng)
+        conditions = fake_conditions(rng)
         # G in training mode (the paper's code); its batch-norm statistics advance here too.
-        fake, g_vars = generate(state.generator, z)
-        state, metrics = d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key)
+        fake, g_vars = generate(state.generator, z, conditions)
+        state, metrics = d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key,
+                                real_labels, conditions)
         return after_step(state, real_uint8, z), metrics
 
     def advance_averages(averages: dict, scaled_batch_stats: dict) -> dict:
@@ -284,7 +333,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         return jax.tree_util.tree_map(lambda average, scaled: momentum * average + scaled,
                                       averages, scaled_batch_stats)
 
-    def first_d_and_g_updates(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
+    def first_d_and_g_updates(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array, real_labels=None):
         """The group's first D update and its G update, which share z and G's weights.
 
         G runs forward once here. The paper's code runs it twice with the same z and weights
@@ -295,6 +344,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         Returns (state, D metrics, G metrics).
         """
         z, penalty_key = latents(rng)
+        conditions = fake_conditions(rng)
         g_params, g_rest = _split_collections(state.generator)
         if momentum is None and jax.tree_util.tree_leaves(g_rest):
             raise TypeError(f"generator {type(gan.generator).__name__} keeps {sorted(g_rest)} but has no "
@@ -302,17 +352,23 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         zero_averages = jax.tree_util.tree_map(jnp.zeros_like, g_rest)
 
         def forward(params):
-            images, g_vars = generate({"params": params, **zero_averages}, z)
+            images, g_vars = generate({"params": params, **zero_averages}, z, conditions)
             return images, _split_collections(g_vars)[1]
 
         images, pullback, scaled_batch_stats = jax.vjp(forward, g_params, has_aux=True)
         g_rest = advance_averages(g_rest, scaled_batch_stats)
         state, d_metrics = d_step(state, real_uint8, jax.lax.stop_gradient(images),
-                                  {"params": g_params, **g_rest}, penalty_key)
+                                  {"params": g_params, **g_rest}, penalty_key, real_labels, conditions)
 
         d_params, d_rest = _split_collections(state.discriminator)
 
         def loss_fn(fake):
+            if condition.active:  # + ACGAN's class loss / InfoGAN's MI term on G's images
+                fake_out, new_d_rest = discriminate(d_params, d_rest, fake, conditions.get("labels"))
+                fake_out, fake_aux = split_output(fake_out)
+                loss = gan.loss.generator_loss(fake_out, state.loss_state)
+                aux_loss = condition.generator_loss(fake_aux, conditions)
+                return (loss if aux_loss is None else loss + aux_loss), new_d_rest
             fake_out, new_d_rest = discriminate(d_params, d_rest, fake)
             return gan.loss.generator_loss(fake_out, state.loss_state), new_d_rest
 
@@ -330,16 +386,22 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         state = after_step(state, real_uint8, z)
         return state, d_metrics, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
 
-    def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):
+    def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array, real_labels=None):
         """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps).
 
         real_batches: uint8 [slots, batch, H, W, C]; the first n_dis are the group's fresh
             batches, one per D update; the rest are padding and never read.
         rng: the trial's training key; D update k (global index) uses fold_in(rng, k).
+        real_labels: int32 [slots, batch], the real batches' class labels; a class-conditional
+            program needs them, every other program takes None.
         Returns (state, metrics of the group: last D update's and the G update's).
         """
+        if condition.labelled and real_labels is None:
+            raise ValueError("a class-conditional program's train_step needs the real batches' labels")
+        labels_of = (lambda index: None) if not condition.labelled else (
+            lambda index: jax.lax.dynamic_index_in_dim(real_labels, index, keepdims=False))
         state, d_metrics, g_metrics = first_d_and_g_updates(
-            state, real_batches[0], jax.random.fold_in(rng, state.step))
+            state, real_batches[0], jax.random.fold_in(rng, state.step), labels_of(0))
         if slots > 1:
 
             def more(carry):
@@ -349,7 +411,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             def body(carry):
                 index, carry_state, _ = carry
                 real = jax.lax.dynamic_index_in_dim(real_batches, index, keepdims=False)
-                carry_state, metrics = d_update(carry_state, real, jax.random.fold_in(rng, carry_state.step))
+                carry_state, metrics = d_update(carry_state, real, jax.random.fold_in(rng, carry_state.step),
+                                                labels_of(index))
                 return index + 1, carry_state, metrics
 
             _, state, d_metrics = jax.lax.while_loop(more, body, (jnp.ones((), jnp.int32), state, d_metrics))
@@ -358,14 +421,24 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         metrics["finite"] = finite
         return state, metrics
 
-    def sample(g_vars: dict, batch_index: int, batch_size: int) -> jnp.ndarray:
-        """Eval samples: G with batch-norm moving averages, z fixed by (seed 42, batch_index)."""
+    def sample(g_vars: dict, batch_index: int, batch_size: int, labels=None) -> jnp.ndarray:
+        """Eval samples: G with batch-norm moving averages, z fixed by (seed 42, batch_index).
+
+        labels: int [batch_size], the classes to generate (a class-conditional program; None:
+        uniform from the batch's key). InfoGAN's codes are drawn from the batch's key.
+        """
         key = jax.random.fold_in(jax.random.PRNGKey(EVAL_LATENT_SEED), batch_index)
         z = jax.random.uniform(key, (batch_size, z_dim), jnp.float32, -1.0, 1.0)
-        return gan.generator.apply(g_vars, z, train=False)
+        if not condition.active:
+            return gan.generator.apply(g_vars, z, train=False)
+        conditions = condition.draw(jax.random.fold_in(key, models.conditional.CONDITION_STREAM), batch_size)
+        if condition.labelled and labels is not None:
+            conditions = {"labels": jnp.asarray(labels, jnp.int32).reshape(batch_size)}
+        z, kwargs = condition.generator_inputs(z, conditions)
+        return gan.generator.apply(g_vars, z, train=False, **kwargs)
 
     return Program(gan=gan, optimizer=optimizer, init=init, train_step=train_step, sample=sample,
-                   batch_slots=slots)
+                   batch_slots=slots, labelled=condition.labelled)
 
 
 @functools.lru_cache(maxsize=16)

@@ -105,11 +105,6 @@ def pad_batches(real_batches: jnp.ndarray, slots: int) -> jnp.ndarray:
     return jnp.pad(real_batches, [(0, missing)] + [(0, 0)] * (real_batches.ndim - 1))
 
 
-def is_labelled(config: TrialConfig) -> bool:
-    """Whether the config's program trains on class labels (its train step takes the real labels)."""
-    return config.conditioning != "none"
-
-
 def image_shape(config: TrialConfig) -> tuple[int, int, int]:
     from study import data
 

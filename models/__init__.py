@@ -11,6 +11,10 @@ train loop). D returns logits [batch], or for BEGAN the per-example reconstructi
 Variables: G {"params", "batch_stats"}; D {"params"} plus "batch_stats" (BN) and
 "spectral" (SN's u vectors) when used. Train mode updates every non-"params" collection;
 eval mode uses BN moving averages and leaves SN's u alone.
+
+Conditional and InfoGAN GANs (config.conditioning, infogan_*; models.conditional): G and D
+then take `labels=` (int [batch]) where they use them, D may return (logits, auxiliary head),
+and `gan.condition` says which; the default builds exactly the unconditional GAN.
 """
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ def test_infogan_mutual_information_term_by_hand():
     np.testing.assert_array_equal(np.asarray(z_in), np.array([[0, 0, 0, 1, 0, 0.5, 1.0], [0, 0, 0, 1, 0, 0.2, -0.1]], np.float32))
     assert kwargs == {}
     gan = _gan(infogan_categories=2, infogan_continuous=2)
-    g_vars, d_vars = gan.init(jax.random.PRNGKey(0))
+    g_vars, d_vars = jax.eval_shape(gan.init, jax.random.PRNGKey(0))  # shapes only: no compile
     assert g_vars["params"]["linear"]["kernel"].shape[0] == gan.z_dim + 4
     assert d_vars["params"]["aux"]["kernel"].shape[1] == 4 and "embedding" not in d_vars["params"]
 

@@ -30,7 +30,8 @@ CONFIG_FIELDS: tuple[str, ...] = (
     "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling", "resnet_tanh",
     "generator_bn_epsilon", "label_smoothing", "label_flip_probability", "instance_noise_std",
     "instance_noise_anneal_steps", "latent_distribution", "discriminator_optimizer", "discriminator_sgd_momentum",
-    "minibatch_stddev_group_size",
+    "minibatch_stddev_group_size", "conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous",
+    "infogan_weight",
 )
 # The fixed axes a study compares (the paper's "cells").
 AXES: tuple[str, ...] = ("loss", "normalization", "penalty", "architecture", "dataset")

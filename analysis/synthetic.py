@@ -57,6 +57,8 @@ _BASE_CONFIG: dict[str, Any] = {
     "label_smoothing": 0.0, "label_flip_probability": 0.0, "instance_noise_std": 0.0,
     "instance_noise_anneal_steps": None, "latent_distribution": "uniform", "discriminator_optimizer": "adam",
     "discriminator_sgd_momentum": 0.9, "minibatch_stddev_group_size": 0,
+    "conditioning": "none", "acgan_class_weight": 1.0, "infogan_categories": 0, "infogan_continuous": 0,
+    "infogan_weight": 1.0,
 }
 _REAL_SAMPLES = {"cifar10": 10000, "celebahq128": 3000}
 # Reference points of the synthetic score (real-data floor, uniform noise, mean image): the

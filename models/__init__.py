@@ -11,6 +11,10 @@ train loop). D returns logits [batch], or for BEGAN the per-example reconstructi
 Variables: G {"params", "batch_stats"}; D {"params"} plus "batch_stats" (BN) and
 "spectral" (SN's u vectors) when used. Train mode updates every non-"params" collection;
 eval mode uses BN moving averages and leaves SN's u alone.
+
+Conditional and InfoGAN GANs (config.conditioning, infogan_*; models.conditional): G and D
+then take `labels=` (int [batch]) where they use them, D may return (logits, auxiliary head),
+and `gan.condition` says which; the default builds exactly the unconditional GAN.
 """
 from __future__ import annotations
 
@@ -23,12 +27,15 @@ import jax.numpy as jnp
 
 from models.architectures import ARCHITECTURES, Architecture
 from models.architectures.registry import began_discriminator
+from models.conditional import CONDITIONINGS, ConditionSpec
+from models.conditional import spec as condition_spec
 from models.losses import AUTOENCODER_LOSSES, LOSSES, make_loss
 from models.normalization import NORMALIZATIONS
 from models.penalties import PENALTIES, make_penalty
 from models.registry import Registry, UnknownNameError
 
-__all__ = ["ARCHITECTURES", "LOSSES", "NORMALIZATIONS", "PENALTIES", "GAN", "build", "check", "Registry"]
+__all__ = ["ARCHITECTURES", "CONDITIONINGS", "LOSSES", "NORMALIZATIONS", "PENALTIES", "GAN", "build", "check",
+           "Registry"]
 
 
 def _image_shape(config: Any, image_shape) -> tuple[int, int, int]:
@@ -47,6 +54,7 @@ def check(config: Any, image_shape: tuple[int, int, int] | None = None) -> None:
     LOSSES.get(config.loss)
     NORMALIZATIONS.get(config.normalization)
     PENALTIES.get(config.penalty)
+    CONDITIONINGS.get(getattr(config, "conditioning", "none"))
     architecture.check(config, image_shape)
 
 
@@ -61,6 +69,8 @@ class GAN:
     z_dim: int
     image_shape: tuple[int, int, int]
     data_range: tuple[float, float]
+    # labels / InfoGAN codes (models.conditional); the default is the unconditional GAN
+    condition: ConditionSpec = ConditionSpec()
 
     def init(self, rng: jax.Array) -> tuple[dict, dict]:
         """(generator_variables, discriminator_variables), each {"params": ..., ...}.
@@ -68,28 +78,45 @@ class GAN:
         g_rng, d_rng = jax.random.split(rng)
         z = jnp.zeros((1, self.z_dim), jnp.float32)
         x = jnp.zeros((1,) + self.image_shape, jnp.float32)
-        g_vars = self.generator.init({"params": g_rng}, z, train=False)
-        d_vars = self.discriminator.init({"params": d_rng}, x, train=False)
+        if not self.condition.active:
+            g_vars = self.generator.init({"params": g_rng}, z, train=False)
+            d_vars = self.discriminator.init({"params": d_rng}, x, train=False)
+            return dict(g_vars), dict(d_vars)
+        labels = jnp.zeros((1,), jnp.int32)
+        z_in, g_kwargs = self.condition.generator_inputs(z, self.condition.draw(jax.random.PRNGKey(0), 1))
+        g_vars = self.generator.init({"params": g_rng}, z_in, train=False, **g_kwargs)
+        d_vars = self.discriminator.init({"params": d_rng}, x, train=False,
+                                         **self.condition.discriminator_kwargs(labels))
         return dict(g_vars), dict(d_vars)
 
 
-def build(config: Any, image_shape: tuple[int, int, int] | None = None) -> GAN:
-    """Builds G, D, loss and penalty named by `config` for images [H, W, C]."""
+def build(config: Any, image_shape: tuple[int, int, int] | None = None, num_classes: int = 0) -> GAN:
+    """Builds G, D, loss and penalty named by `config` for images [H, W, C].
+
+    num_classes: the dataset's class count, used when config.conditioning is not "none".
+    """
     shape = _image_shape(config, image_shape)
     check(config, shape)
     architecture = ARCHITECTURES.get(config.architecture)
     tanh = bool(getattr(config, "resnet_tanh", False))
     data_range = (-1.0, 1.0) if tanh else (0.0, 1.0)
+    condition = condition_spec(config, num_classes)
     if config.loss in AUTOENCODER_LOSSES:
+        if condition.active:
+            raise ValueError(f"loss={config.loss!r} does not support conditioning or InfoGAN codes")
         discriminator = began_discriminator(architecture, config, shape)
+    elif condition.active:
+        discriminator = architecture.discriminator(config, shape, 1, head=condition)
     else:
         discriminator = architecture.discriminator(config, shape, 1)
+    g_classes = condition.num_classes if condition.kind.generator_labels else 0
     return GAN(
-        generator=architecture.generator(config, shape),
+        generator=architecture.generator(config, shape, g_classes) if g_classes else architecture.generator(config, shape),
         discriminator=discriminator,
         loss=make_loss(config),
         penalty=make_penalty(config, data_range),
         z_dim=int(config.z_dim),
         image_shape=shape,
         data_range=data_range,
+        condition=condition,
     )

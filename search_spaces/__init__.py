@@ -146,6 +146,11 @@ def select_arms(space: Space, arm_filter: Mapping[str, set[str]] | None = None,
     return chosen
 
 
+# The fields that make a conditional / latent-structured model (study.config, models.conditional),
+# at their defaults (the paper's unconditional GAN); their loss weights are hyperparameters.
+CONDITIONAL_ARM_DEFAULTS: dict[str, Any] = {"conditioning": "none", "infogan_categories": 0, "infogan_continuous": 0}
+
+
 def arm_name(trial: Mapping[str, Any]) -> str:
     """A readable arm label: architecture/loss/normalization/penalty/dataset, plus
     `+field=value` for each training trick at a non-default value (search_spaces.tricks;
@@ -153,6 +158,10 @@ def arm_name(trial: Mapping[str, Any]) -> str:
     from search_spaces.tricks import trick_label
 
     label = "/".join(str(trial.get(k, "?")) for k in ("architecture", "loss", "normalization", "penalty", "dataset"))
+    # A conditional or InfoGAN model is another model, never grouped with the unconditional one.
+    for field, default in CONDITIONAL_ARM_DEFAULTS.items():
+        if trial.get(field, default) != default:
+            label += f"+{field}={trial[field]}"
     trick = trick_label(trial)
     return label if trick == "baseline" else f"{label}+{trick}"
 

@@ -132,6 +132,14 @@ class TrialConfig:
     # mean per-feature std over groups of this many examples, concatenated before D's last
     # conv block. 0: off; ProGAN uses 4. Must divide batch_size.
     minibatch_stddev_group_size: int = 0
+    # --- conditional and latent-structured GANs (issue 18; models.conditional); defaults: unconditional ---
+    # "none" | "projection": class-conditional BN in G (de Vries et al. 2017) + projection D
+    # (Miyato & Koyama 2018) | "acgan": class-conditional BN in G + auxiliary classifier D (Odena et al. 2017)
+    conditioning: str = "none"
+    acgan_class_weight: float = 1.0  # ACGAN: weight of the class loss L_C in D's and G's losses
+    infogan_categories: int = 0  # InfoGAN (Chen et al. 2016): K of its one categorical code; 0: none
+    infogan_continuous: int = 0  # InfoGAN: number of continuous codes ~ U[-1, 1]; 0: none
+    infogan_weight: float = 1.0  # InfoGAN: lambda of the mutual-information term (G's and D/Q's losses)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -237,6 +245,7 @@ class TrialConfig:
         _check_int("train_steps", self.train_steps, 1, 10**9)
         _check_int("eval_every", self.eval_every, 1, 10**9)
         self._check_tricks()
+        self._check_conditioning(info)
         for name in ("train_steps", "eval_every"):
             value = getattr(self, name)
             if value % self.discriminator_steps:
@@ -286,6 +295,33 @@ class TrialConfig:
             raise ConfigError(f"minibatch_stddev_group_size={group} is not allowed with loss={self.loss!r}; "
                               "BEGAN's D is an auto-encoder, the feature is for a classifier D")
 
+    def _check_conditioning(self, info) -> None:
+        """Conditioning needs a labelled dataset; InfoGAN's codes are >= 2 categories; BEGAN's
+        auto-encoder D has no conditional form here, and labels plus InfoGAN codes are not combined."""
+        from models.losses import AUTOENCODER_LOSSES
+        from study import data
+
+        _check_choice("conditioning", self.conditioning, _choices("conditioning"))
+        if self.conditioning != "none" and info.num_classes == 0:
+            labelled = [n for n in data.names() if data.info(n).num_classes]
+            raise ConfigError(f"conditioning={self.conditioning!r} needs class labels, and dataset {self.dataset!r} "
+                              f"has none; labelled datasets: {', '.join(labelled)}")
+        _check_range("acgan_class_weight", self.acgan_class_weight, 0.0, 1e6)
+        _check_range("infogan_weight", self.infogan_weight, 0.0, 1e6)
+        _check_int("infogan_categories", self.infogan_categories, 0, 1000)
+        _check_int("infogan_continuous", self.infogan_continuous, 0, 1000)
+        if self.infogan_categories == 1:
+            raise ConfigError("infogan_categories=1 is not allowed; use 0 (no categorical code) or at least 2")
+        infogan = self.infogan_categories + self.infogan_continuous > 0
+        if self.loss in AUTOENCODER_LOSSES and (self.conditioning != "none" or infogan):
+            what = f"conditioning={self.conditioning!r}" if self.conditioning != "none" else "InfoGAN codes"
+            raise ConfigError(f"loss={self.loss!r} is not allowed with {what}: BEGAN's auto-encoder D has no "
+                              f"conditional form; use another loss or conditioning='none' and no InfoGAN codes")
+        if self.conditioning != "none" and infogan:
+            raise ConfigError(f"conditioning={self.conditioning!r} is not allowed with InfoGAN codes "
+                              f"(infogan_categories={self.infogan_categories}, infogan_continuous="
+                              f"{self.infogan_continuous}); use one or the other")
+
     def _coerce_numbers(self) -> None:
         """Ray and Ax hand back 5.0 for 5 and numpy scalars; store plain Python numbers."""
         for f in dataclasses.fields(self):
@@ -319,6 +355,7 @@ class TrialConfig:
 ID_OMITS_AT_DEFAULT: tuple[str, ...] = (
     "label_smoothing", "label_flip_probability", "instance_noise_std", "instance_noise_anneal_steps",
     "latent_distribution", "discriminator_optimizer", "discriminator_sgd_momentum", "minibatch_stddev_group_size",
+    "conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous", "infogan_weight",
 )
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
 
@@ -346,6 +383,9 @@ def _choices(name: str) -> list[str]:
     if name == "dataset":
         return data.names()
     import models
+
+    if name == "conditioning":
+        return models.CONDITIONINGS.names()
 
     registry = {
         "architecture": models.ARCHITECTURES,

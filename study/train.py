@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import optax
 
 import models
+import models.conditional
+from models.conditional import split_output
 from study.config import TrialConfig
 
 PyTree = Any
@@ -56,6 +58,8 @@ _PROGRAM_FIELDS = (
     "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
     "resnet_tanh", "generator_bn_epsilon", *_TRICK_PROGRAM_FIELDS,
 )
+# Conditional and InfoGAN programs (issue 18; models.conditional): compiled in.
+_PROGRAM_FIELDS += ("conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous", "infogan_weight")
 
 # D collections that every branch of one D update reads as the update found them
 # (spectral norm's u); the others (batch norm's averages) chain from branch to branch.
@@ -95,6 +99,9 @@ class Program:
     batch_slots: int  # real-batch slots of a train_step call (>= n_dis)
     # D's optimizer (config.discriminator_optimizer); None: `optimizer`, as G's
     discriminator_optimizer: optax.GradientTransformation | None = None
+    # Class-conditional program: train_step also takes the real batches' labels int32 [batch_slots, B]
+    # (4th argument) and sample takes labels=int [b] (None: uniform from the eval key).
+    labelled: bool = False
 
 
 def batch_slots(config: TrialConfig) -> int:
@@ -227,7 +234,10 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
 
     slots: real-batch slots per train_step call (default `batch_slots(config)`).
     """
-    gan = models.build(config, image_shape(config))
+    from study import data
+
+    gan = models.build(config, image_shape(config), data.info(config.dataset).num_classes)
+    condition = gan.condition  # labels / InfoGAN codes; inactive for the paper's GANs
     optimizer = make_optimizer(config.adam_epsilon, config.adam_form)
     d_optimizer = (optimizer if config.discriminator_optimizer == "adam"
                    else make_optimizer(config.adam_epsilon, config.adam_form, config.discriminator_optimizer))
@@ -252,28 +262,40 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             discriminator_steps=jnp.ones((), jnp.int32),
         )
 
-    def generate(g_vars: dict, z: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+    def generate(g_vars: dict, z: jnp.ndarray, conditions: dict | None = None) -> tuple[jnp.ndarray, dict]:
+        """G(z) in training mode; with `conditions` (a conditional or InfoGAN program) G(z, y) or G([z, c])."""
         params, rest = _split_collections(g_vars)
-        images, updates = gan.generator.apply({"params": params, **rest}, z, train=True, mutable=list(rest))
+        kwargs = {}
+        if conditions is not None:
+            z, kwargs = condition.generator_inputs(z, conditions)
+        images, updates = gan.generator.apply({"params": params, **rest}, z, train=True, mutable=list(rest), **kwargs)
         return images, {"params": params, **updates}
 
-    def discriminate(d_params: PyTree, d_rest: dict, x: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
-        out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest))
+    def discriminate(d_params: PyTree, d_rest: dict, x: jnp.ndarray, labels=None) -> tuple[jnp.ndarray, dict]:
+        """D(x) in training mode; `labels` reach D only in a projection program. The output is
+        logits [B], or (logits, auxiliary head) in an ACGAN / InfoGAN program (models.conditional)."""
+        kwargs = condition.discriminator_kwargs(labels) if condition.active else {}
+        out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest),
+                                               **kwargs)
         return out, {**d_rest, **updates}
 
-    def discriminate_pair(d_params: PyTree, d_rest: dict, real: jnp.ndarray, fake: jnp.ndarray):
+    def discriminate_pair(d_params: PyTree, d_rest: dict, real: jnp.ndarray, fake: jnp.ndarray,
+                          real_labels=None, fake_labels=None):
         """D(real) and D(fake) of one D update as v2's two branches of one graph: both read
         the same spectral-norm u, so both use one sigma and u advances by one power iteration
         per D update (compare_gan_v2 §10). Batch norm keeps per-branch batch statistics; its
         moving averages advance real then fake. Returns (real logits, fake logits, D's
-        collections after the update, d_fn: x -> D(x) with that same u (the penalty's D))."""
+        collections after the update, d_fn: x -> D(x) with that same u (the penalty's D)).
+        A conditional program's outputs may carry an auxiliary head (models.conditional.split_output);
+        its penalty's D reads the real labels (for the interpolates of GP too) and returns logits."""
         read = {k: v for k, v in d_rest.items() if k in _SHARED_BY_BRANCHES}
-        real_out, rest = discriminate(d_params, d_rest, real)
+        real_out, rest = discriminate(d_params, d_rest, real, real_labels)
         # The fake branch starts from u as the update found it; it writes the same new u.
-        fake_out, rest = discriminate(d_params, {**rest, **read}, fake)
+        fake_out, rest = discriminate(d_params, {**rest, **read}, fake, fake_labels)
 
         def d_fn(x):
-            return discriminate(d_params, {**rest, **read}, x)[0]
+            out = discriminate(d_params, {**rest, **read}, x, real_labels)[0]
+            return split_output(out)[0] if condition.active else out
 
         return real_out, fake_out, rest, d_fn
 
@@ -291,9 +313,11 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         return add_instance_noise(x, jax.random.fold_in(key, stream), instance_noise_scale(step, noise_std, noise_anneal))
 
     def d_step(state: TrainState, real_uint8: jnp.ndarray, fake: jnp.ndarray, generator: dict,
-               penalty_key: jax.Array):
+               penalty_key: jax.Array, real_labels=None, conditions=None):
         """D's Adam step on a real batch and G's images of it (no gradient to G); `generator`
-        is G's variables after that forward. Returns (state, metrics)."""
+        is G's variables after that forward. A conditional / InfoGAN program also gets the real
+        batch's labels and the fake batch's conditions, and adds its auxiliary term (ACGAN's
+        class loss, InfoGAN's MI term) to D's total loss. Returns (state, metrics)."""
         real = to_model_range(real_uint8, data_range)
         # Instance noise on both of D's inputs; the penalty then sees the noised points too
         # (GP's interpolates lie between the points D is trained on: D learns the noised
@@ -302,16 +326,24 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         fake = noised(fake, penalty_key, state.step, 2)
         d_params, d_rest = _split_collections(state.discriminator)
         label_key = {"key": jax.random.fold_in(penalty_key, 3)} if getattr(gan.loss, "needs_key", False) else {}
+        fake_labels = conditions.get("labels") if conditions is not None else None
 
         def loss_fn(params):
-            real_out, fake_out, rest, d_fn = discriminate_pair(params, d_rest, real, fake)
+            real_out, fake_out, rest, d_fn = discriminate_pair(params, d_rest, real, fake, real_labels, fake_labels)
+            aux_loss = None
+            if condition.active:
+                (real_out, real_aux), (fake_out, fake_aux) = split_output(real_out), split_output(fake_out)
+                aux_loss = condition.discriminator_loss(real_aux, real_labels, fake_aux, conditions)
             loss, loss_state = gan.loss.discriminator_loss(real_out, fake_out, state.loss_state, **label_key)
 
             penalty = gan.penalty(d_fn, params, real, fake, penalty_key)
             total = loss + state.penalty_weight * penalty
-            return total, (rest, loss_state, loss, penalty)
+            if aux_loss is not None:
+                total = total + aux_loss
+            return total, (rest, loss_state, loss, penalty, aux_loss)
 
-        (total, (d_rest, loss_state, loss, penalty)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d_params)
+        (total, (d_rest, loss_state, loss, penalty, aux_loss)), grads = jax.value_and_grad(
+            loss_fn, has_aux=True)(d_params)
         updates, d_opt = d_optimizer.update(grads, state.discriminator_opt, d_params)
         d_params = gan.penalty.project(optax.apply_updates(d_params, updates))
         state = state.replace(
@@ -322,6 +354,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             step=state.step + 1,
         )
         metrics = {"d_loss": loss, "d_total_loss": total, "d_penalty": penalty, "d_grad_norm": _global_norm(grads)}
+        if aux_loss is not None:
+            metrics["d_aux_loss"] = aux_loss  # weighted ACGAN class loss / InfoGAN MI term
         return state, metrics
 
     def after_step(state: TrainState, real_uint8: jnp.ndarray, z: jnp.ndarray) -> TrainState:
@@ -337,12 +371,22 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         real_out, fake_out, _, _ = discriminate_pair(d_params, d_rest, to_model_range(real_uint8, data_range), fake)
         return state.replace(loss_state=gan.loss.after_step(real_out, fake_out, state.loss_state))
 
-    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
+    def fake_conditions(rng: jax.Array) -> dict | None:
+        """A D update's key -> its fake batch's labels / InfoGAN codes (uniform, from
+        fold_in(key, CONDITION_STREAM): z and the penalty's key stay as in the unconditional
+        step); None in an unconditional program."""
+        if not condition.active:
+            return None
+        return condition.draw(jax.random.fold_in(rng, models.conditional.CONDITION_STREAM), batch)
+
+    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array, real_labels=None):
         """One D update of the group after its G update: fresh real batch, fresh z, its own G forward."""
         z, penalty_key = latents(rng)
+        conditions = fake_conditions(rng)
         # G in training mode (the paper's code); its batch-norm statistics advance here too.
-        fake, g_vars = generate(state.generator, z)
-        state, metrics = d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key)
+        fake, g_vars = generate(state.generator, z, conditions)
+        state, metrics = d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key,
+                                real_labels, conditions)
         return after_step(state, real_uint8, z), metrics
 
     def advance_averages(averages: dict, scaled_batch_stats: dict) -> dict:
@@ -351,7 +395,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         return jax.tree_util.tree_map(lambda average, scaled: momentum * average + scaled,
                                       averages, scaled_batch_stats)
 
-    def first_d_and_g_updates(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array):
+    def first_d_and_g_updates(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array, real_labels=None):
         """The group's first D update and its G update, which share z and G's weights.
 
         G runs forward once here. The paper's code runs it twice with the same z and weights
@@ -362,6 +406,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         Returns (state, D metrics, G metrics).
         """
         z, penalty_key = latents(rng)
+        conditions = fake_conditions(rng)
         g_params, g_rest = _split_collections(state.generator)
         if momentum is None and jax.tree_util.tree_leaves(g_rest):
             raise TypeError(f"generator {type(gan.generator).__name__} keeps {sorted(g_rest)} but has no "
@@ -369,19 +414,26 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         zero_averages = jax.tree_util.tree_map(jnp.zeros_like, g_rest)
 
         def forward(params):
-            images, g_vars = generate({"params": params, **zero_averages}, z)
+            images, g_vars = generate({"params": params, **zero_averages}, z, conditions)
             return images, _split_collections(g_vars)[1]
 
         images, pullback, scaled_batch_stats = jax.vjp(forward, g_params, has_aux=True)
         g_rest = advance_averages(g_rest, scaled_batch_stats)
         state, d_metrics = d_step(state, real_uint8, jax.lax.stop_gradient(images),
-                                  {"params": g_params, **g_rest}, penalty_key)
+                                  {"params": g_params, **g_rest}, penalty_key, real_labels, conditions)
 
         d_params, d_rest = _split_collections(state.discriminator)
 
         def loss_fn(fake):
             # G is trained through the D that sees noised inputs (instance noise; none by default).
-            fake_out, new_d_rest = discriminate(d_params, d_rest, noised(fake, penalty_key, state.step, 4))
+            fake = noised(fake, penalty_key, state.step, 4)
+            if condition.active:  # + ACGAN's class loss / InfoGAN's MI term on G's images
+                fake_out, new_d_rest = discriminate(d_params, d_rest, fake, conditions.get("labels"))
+                fake_out, fake_aux = split_output(fake_out)
+                loss = gan.loss.generator_loss(fake_out, state.loss_state)
+                aux_loss = condition.generator_loss(fake_aux, conditions)
+                return (loss if aux_loss is None else loss + aux_loss), new_d_rest
+            fake_out, new_d_rest = discriminate(d_params, d_rest, fake)
             return gan.loss.generator_loss(fake_out, state.loss_state), new_d_rest
 
         (loss, new_d_rest), image_grads = jax.value_and_grad(loss_fn, has_aux=True)(images)
@@ -398,16 +450,22 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         state = after_step(state, real_uint8, z)
         return state, d_metrics, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
 
-    def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array):
+    def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array, real_labels=None):
         """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps).
 
         real_batches: uint8 [slots, batch, H, W, C]; the first n_dis are the group's fresh
             batches, one per D update; the rest are padding and never read.
         rng: the trial's training key; D update k (global index) uses fold_in(rng, k).
+        real_labels: int32 [slots, batch], the real batches' class labels; a class-conditional
+            program needs them, every other program takes None.
         Returns (state, metrics of the group: last D update's and the G update's).
         """
+        if condition.labelled and real_labels is None:
+            raise ValueError("a class-conditional program's train_step needs the real batches' labels")
+        labels_of = (lambda index: None) if not condition.labelled else (
+            lambda index: jax.lax.dynamic_index_in_dim(real_labels, index, keepdims=False))
         state, d_metrics, g_metrics = first_d_and_g_updates(
-            state, real_batches[0], jax.random.fold_in(rng, state.step))
+            state, real_batches[0], jax.random.fold_in(rng, state.step), labels_of(0))
         if slots > 1:
 
             def more(carry):
@@ -417,7 +475,8 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
             def body(carry):
                 index, carry_state, _ = carry
                 real = jax.lax.dynamic_index_in_dim(real_batches, index, keepdims=False)
-                carry_state, metrics = d_update(carry_state, real, jax.random.fold_in(rng, carry_state.step))
+                carry_state, metrics = d_update(carry_state, real, jax.random.fold_in(rng, carry_state.step),
+                                                labels_of(index))
                 return index + 1, carry_state, metrics
 
             _, state, d_metrics = jax.lax.while_loop(more, body, (jnp.ones((), jnp.int32), state, d_metrics))
@@ -426,15 +485,25 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
         metrics["finite"] = finite
         return state, metrics
 
-    def sample(g_vars: dict, batch_index: int, batch_size: int) -> jnp.ndarray:
+    def sample(g_vars: dict, batch_index: int, batch_size: int, labels=None) -> jnp.ndarray:
         """Eval samples: G with batch-norm moving averages, z fixed by (seed 42, batch_index),
-        from the training z's distribution."""
+        from the training z's distribution.
+
+        labels: int [batch_size], the classes to generate (a class-conditional program; None:
+        uniform from the batch's key). InfoGAN's codes are drawn from the batch's key.
+        """
         key = jax.random.fold_in(jax.random.PRNGKey(EVAL_LATENT_SEED), batch_index)
         z = sample_latents(key, (batch_size, z_dim), config.latent_distribution)
-        return gan.generator.apply(g_vars, z, train=False)
+        if not condition.active:
+            return gan.generator.apply(g_vars, z, train=False)
+        conditions = condition.draw(jax.random.fold_in(key, models.conditional.CONDITION_STREAM), batch_size)
+        if condition.labelled and labels is not None:
+            conditions = {"labels": jnp.asarray(labels, jnp.int32).reshape(batch_size)}
+        z, kwargs = condition.generator_inputs(z, conditions)
+        return gan.generator.apply(g_vars, z, train=False, **kwargs)
 
     return Program(gan=gan, optimizer=optimizer, init=init, train_step=train_step, sample=sample,
-                   batch_slots=slots, discriminator_optimizer=d_optimizer)
+                   batch_slots=slots, discriminator_optimizer=d_optimizer, labelled=condition.labelled)
 
 
 @functools.lru_cache(maxsize=16)

@@ -65,6 +65,18 @@ def save_grid(images: np.ndarray, data_range: tuple[float, float], path: pathlib
     tmp.replace(path)
 
 
+def batch_labels(labels: np.ndarray, index: int, size: int) -> np.ndarray:
+    """The classes of evaluation batch `index` of `size`: labels[index*size:(index+1)*size],
+    the last batch filled up by wrapping around (the evaluator keeps only its first samples)."""
+    return np.take(labels, np.arange(index * size, (index + 1) * size), mode="wrap").astype(np.int32)
+
+
+def grid_labels(count: int, num_classes: int) -> np.ndarray:
+    """Classes of a conditional sample grid: row r of the SAMPLE_GRID-wide grid is class r mod K,
+    so a person sees each class along a row."""
+    return ((np.arange(count) // SAMPLE_GRID) % num_classes).astype(np.int32)
+
+
 class TrialFolderMismatch(ConfigError):
     """A trial folder that already holds another configuration (one line, names the fields)."""
 
@@ -162,7 +174,9 @@ def run_trial(
 
         gan = program.gan
         images = data.load(config.dataset, "train", config.image_size)
-        stream = BatchStream(images, config.batch_size, config.seed, start_batch=step)
+        labelled = program.labelled  # a class-conditional program trains on the real batches' labels
+        stream = BatchStream(images, config.batch_size, config.seed, start_batch=step,
+                             labels=data.labels(config.dataset, "train") if labelled else None)
         evaluator = Evaluator(
             dataset=config.dataset, split=config.fid_split, image_size=config.image_size,
             num_samples=config.eval_samples, data_range=tuple(gan.data_range),
@@ -184,9 +198,16 @@ def run_trial(
         batches = Prefetcher(stream, n_dis, depth=2)
         while step < config.train_steps:
             real = batches.next()
+            if labelled:
+                real, real_labels = real
+                if n_dis < program.batch_slots:
+                    real_labels = training.pad_batches(real_labels, program.batch_slots)
             if n_dis < program.batch_slots:
                 real = training.pad_batches(real, program.batch_slots)
-            state, metrics = program.train_step(state, real, train_key)
+            if labelled:
+                state, metrics = program.train_step(state, real, train_key, real_labels)
+            else:
+                state, metrics = program.train_step(state, real, train_key)
             step += n_dis
             if compile_seconds is None:
                 # The first call compiles (or loads from the persistent cache): account
@@ -205,8 +226,19 @@ def run_trial(
             eval_start = time.perf_counter()
             train_seconds = eval_start - span_start
             generator_vars = state.generator
-            results = evaluator.evaluate(lambda index, size: program.sample(generator_vars, index, size))
-            grid = np.asarray(program.sample(generator_vars, 0, min(SAMPLE_GRID * SAMPLE_GRID, config.eval_samples)))
+            if labelled:
+                # The evaluation split's own class mix; the evaluator adds its conditional scores.
+                sample_labels = np.asarray(evaluator.requested_labels(), np.int32)
+                results = evaluator.evaluate(
+                    lambda index, size: program.sample(generator_vars, index, size,
+                                                       labels=batch_labels(sample_labels, index, size)),
+                    sample_labels=sample_labels)
+            else:  # unconditional, and InfoGAN (its codes are drawn at random)
+                results = evaluator.evaluate(lambda index, size: program.sample(generator_vars, index, size))
+            grid_size = min(SAMPLE_GRID * SAMPLE_GRID, config.eval_samples)
+            grid = np.asarray(program.sample(generator_vars, 0, grid_size,
+                                             **({"labels": grid_labels(grid_size, data.info(config.dataset).num_classes)}
+                                                if labelled else {})))
             hooks_samples(step, grid)
             now = time.perf_counter()
             device_seconds += now - span_start

@@ -113,9 +113,34 @@ def test_prepare_from_tarball_and_folder_round_trip(tmp_path):
         np.testing.assert_array_equal(train, expected)
         np.testing.assert_array_equal(test[2, 7, 9], rows["test_batch"][2, [7 * 32 + 9, 1024 + 7 * 32 + 9, 2048 + 7 * 32 + 9]])
         assert manifest["source"]["md5"]["data_batch_1"] == hashlib.md5((batches / "data_batch_1").read_bytes()).hexdigest()
+        # Labels are stored per split, aligned with the images (write_release labels file i with i % 10).
+        for split, names in (("train", cifar10.TRAIN_FILES), ("test", cifar10.TEST_FILES)):
+            expected_labels = np.concatenate([[cifar10.TRAIN_FILES.index(n) if n in cifar10.TRAIN_FILES else 5]
+                                              * len(rows[n]) for n in names])
+            labels = data.labels("cifar10", split, data_dir=str(out))
+            assert labels.dtype == np.int32
+            np.testing.assert_array_equal(labels, expected_labels)
+        assert manifest["splits"]["train"]["labels"]["count"] == 20
+    assert data.info("cifar10").num_classes == 10
     small = data.load("cifar10", "train", image_size=16, data_dir=str(out))
     assert small.shape == (20, 16, 16, 3) and small.dtype == np.uint8
     assert list((out / "cifar10").glob("train_16px_*.npy"))
+
+
+def test_cifar_prepared_before_labels_were_stored_says_to_prepare_again(tmp_path):
+    import json
+
+    _, tar_path, _ = write_release(tmp_path / "dl")
+    cifar10.prepare(tar_path, tmp_path / "out", official=False, log=lambda m: None)
+    manifest_path = tmp_path / "out" / "cifar10" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for entry in manifest["splits"].values():
+        del entry["labels"]  # the manifest an earlier prepare wrote
+    manifest_path.write_text(json.dumps(manifest))
+    assert data.load("cifar10", "test", data_dir=str(tmp_path / "out")).shape == (5, 32, 32, 3)  # images still load
+    with pytest.raises(data.DataError, match=r"cifar10 was prepared without class labels .* run `python -m study.data "
+                                             r"prepare cifar10 --from PATH/cifar-10-python.tar.gz` again"):
+        data.labels("cifar10", "train", data_dir=str(tmp_path / "out"))
 
 
 def test_official_mode_checks_published_checksums(tmp_path):

@@ -89,5 +89,5 @@ def test_digits_labels_align_with_images_and_unlabelled_datasets_say_so():
                               for c in range(10)]) for split in ("train", "test")}
     distances = ((means["test"][:, None] - means["train"][None]) ** 2).sum(-1)
     assert list(distances.argmin(1)) == list(range(10))
-    with pytest.raises(DataError, match="'cifar10' has no class labels; labelled datasets: digits"):
-        data.labels("cifar10", "test")
+    with pytest.raises(DataError, match="'celebahq128' has no class labels; labelled datasets: cifar10, digits"):
+        data.labels("celebahq128", "test")

@@ -104,3 +104,17 @@ def test_bad_arm_filters_are_one_line_errors(text, fragment):
 def test_unknown_space_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown search space 'tabel1'; choose one of: table1"):
         search_spaces.get("tabel1")
+
+
+def test_a_conditional_model_is_its_own_arm():
+    """Reports group trials by arm: an ACGAN or InfoGAN trial must never share the arm of the
+    unconditional GAN with the same loss, normalization and penalty."""
+    from study.config import TrialConfig
+
+    defaults = {f: getattr(TrialConfig(), f) for f in search_spaces.CONDITIONAL_ARM_DEFAULTS}
+    assert defaults == search_spaces.CONDITIONAL_ARM_DEFAULTS
+    plain = {"architecture": "sndcgan", "loss": "ns", "normalization": "spectral", "penalty": "gp", "dataset": "digits"}
+    assert search_spaces.arm_name(plain) == "sndcgan/ns/spectral/gp/digits"
+    assert search_spaces.arm_name({**plain, "conditioning": "acgan", "acgan_class_weight": 10.0}) == \
+        "sndcgan/ns/spectral/gp/digits+conditioning=acgan"
+    assert search_spaces.arm_name({**plain, "infogan_categories": 10}) == "sndcgan/ns/spectral/gp/digits+infogan_categories=10"

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from study import train as training
 from study.config import TrialConfig
@@ -240,3 +241,48 @@ def test_began_updates_k_once_per_step_after_the_g_update_with_the_new_weights()
     expected = 0.0 + 0.5 * (0.5 * float(jnp.mean(errors(images))) - float(jnp.mean(errors(fake))))
     assert float(state0.loss_state["k"]) == 0.0 and expected != 0.0
     np.testing.assert_allclose(float(state.loss_state["k"]), expected, rtol=1e-4)
+
+
+# d_loss, g_loss, d_grad_norm, g_grad_norm, sum of G's params, sum of 4 samples after two steps,
+# computed on main at efb2adc (before issue 18's conditioning) by this test's code.
+MAIN_VALUES = [1.3857085704803467, 0.6936132907867432, 0.23427714407444, 0.0072751836851239204,
+               125.48062133789062, 127.73285675048828]
+
+
+def test_unconditional_step_is_unchanged_by_the_conditional_code():
+    """Issue 18 added labels to the train step; an unconditional program must compute exactly what
+    it did before. Values of two steps from main at efb2adc (before conditioning), this config."""
+    config = TrialConfig.from_dict({**BASE, "discriminator_steps": 1})
+    program = training.get_program(config)
+    assert not program.labelled
+    state = training.init_state(program, config, jax.random.PRNGKey(0))
+    for seed in (1, 2):
+        state, metrics = program.train_step(state, _batches(program, config, seed), jax.random.PRNGKey(3))
+    got = [float(metrics[k]) for k in ("d_loss", "g_loss", "d_grad_norm", "g_grad_norm")]
+    got.append(float(sum(jnp.sum(x) for x in jax.tree_util.tree_leaves(state.generator["params"]))))
+    got.append(float(np.asarray(program.sample(state.generator, 0, 4)).sum()))
+    np.testing.assert_allclose(got, MAIN_VALUES, rtol=1e-6)
+
+
+def test_a_conditional_step_reads_the_real_labels_and_refuses_to_run_without_them():
+    config = TrialConfig.from_dict({**BASE, "discriminator_steps": 1, "conditioning": "projection"})
+    program = training.get_program(config)
+    assert program.labelled
+    real = _batches(program, config, 1)
+    labels = jnp.asarray(np.random.default_rng(0).integers(0, 10, real.shape[:2], dtype=np.int32))
+    outs = []
+    for batch_labels in (labels, (labels + 1) % 10, labels.at[1:].set(0)):  # slots 1.. are padding at n_dis 1
+        state = training.init_state(program, config, jax.random.PRNGKey(0))
+        state, metrics = program.train_step(state, real, jax.random.PRNGKey(3), batch_labels)
+        assert bool(metrics["finite"])
+        outs.append(np.asarray(state.discriminator["params"]["embedding"]["embedding"]))
+    assert not np.array_equal(outs[0], outs[1])  # the projection D learns from the real labels
+    np.testing.assert_array_equal(outs[0], outs[2])
+    with pytest.raises(ValueError, match="needs the real batches' labels"):
+        program.train_step(state, real, jax.random.PRNGKey(3))
+    # The conditional sampler draws the requested classes (same z per position, other classes:
+    # other images, once G's per-class BN affines of the classes drawn in training moved).
+    a = np.asarray(program.sample(state.generator, 0, 10, labels=jnp.arange(10)))
+    b = np.asarray(program.sample(state.generator, 0, 10, labels=jnp.arange(10)[::-1]))
+    np.testing.assert_array_equal(a, np.asarray(program.sample(state.generator, 0, 10, labels=jnp.arange(10))))
+    assert not np.array_equal(a, b)

@@ -18,8 +18,10 @@ _RESNET_DEFAULTS = {"resnet_d_shortcut": "conv", "resnet_d_cin": False, "resnet_
 class Architecture:
     name: str
     check_image_size: Callable[[int], None]
-    generator: Callable[[Any, tuple[int, int, int]], Any]  # (config, image_shape) -> G module
-    discriminator: Callable[[Any, tuple[int, int, int], int], Any]  # (config, image_shape, out_features) -> D
+    # (config, image_shape, num_classes=0) -> G module; num_classes > 0: class-conditional BN
+    generator: Callable[..., Any]
+    # (config, image_shape, out_features, head=None) -> D; head: models.conditional.ConditionSpec
+    discriminator: Callable[..., Any]
     has_ablations: bool
     default_bn_epsilon: float
 
@@ -52,29 +54,38 @@ def _width(config: Any) -> float:
     return float(config.width_multiplier)
 
 
-def _sndcgan_generator(config, image_shape):
+def _head(head) -> dict:
+    """D's conditioning fields from a models.conditional.ConditionSpec (None: unconditional)."""
+    if head is None:
+        return {}
+    return {"conditioning": head.conditioning, "num_classes": head.num_classes, "aux_outputs": head.aux_outputs}
+
+
+def _sndcgan_generator(config, image_shape, num_classes=0):
     return sndcgan.SNDCGANGenerator(
         image_shape=tuple(image_shape), width_multiplier=_width(config),
-        bn_epsilon=_bn_epsilon(config, sndcgan.G_BN_EPSILON),
+        bn_epsilon=_bn_epsilon(config, sndcgan.G_BN_EPSILON), num_classes=int(num_classes),
     )
 
 
-def _sndcgan_discriminator(config, image_shape, out_features=1):
+def _sndcgan_discriminator(config, image_shape, out_features=1, head=None):
     norm = NORMALIZATIONS.get(config.normalization)
     return sndcgan.SNDCGANDiscriminator(
         width_multiplier=_width(config), spectral=norm.spectral, activation_norm=norm.activation_norm,
         out_features=out_features, minibatch_stddev_group_size=_minibatch_stddev(config),
+        **_head(head),
     )
 
 
 def _resnet_builders(layout_fn):
-    def generator(config, image_shape):
+    def generator(config, image_shape, num_classes=0):
         return resnet.ResNetGenerator(
             layout=layout_fn(image_shape[0]), image_shape=tuple(image_shape), width_multiplier=_width(config),
             bn_epsilon=_bn_epsilon(config, resnet.BN_EPSILON), tanh_output=bool(getattr(config, "resnet_tanh", False)),
+            num_classes=int(num_classes),
         )
 
-    def discriminator(config, image_shape, out_features=1):
+    def discriminator(config, image_shape, out_features=1, head=None):
         norm = NORMALIZATIONS.get(config.normalization)
         return resnet.ResNetDiscriminator(
             layout=layout_fn(image_shape[0]), width_multiplier=_width(config), spectral=norm.spectral,
@@ -84,6 +95,7 @@ def _resnet_builders(layout_fn):
             optimized_first_block=bool(getattr(config, "resnet_d_opt", False)),
             sum_pooling=getattr(config, "resnet_d_pooling", "mean") == "sum",
             out_features=out_features, minibatch_stddev_group_size=_minibatch_stddev(config),
+            **_head(head),
         )
 
     return generator, discriminator

@@ -43,6 +43,7 @@ import math
 import flax.linen as nn
 import jax.numpy as jnp
 
+from models.conditional import discriminator_head, generator_norm
 from models.layers import Conv, Dense, UpConv3x3, avg_pool2x2, minibatch_stddev, scaled_channels
 from models.normalization import activation_norm
 
@@ -98,14 +99,17 @@ class ResNetGenerator(nn.Module):
     width_multiplier: float = 1.0
     bn_epsilon: float = BN_EPSILON
     tanh_output: bool = False
+    num_classes: int = 0  # > 0: class-conditional BN (models.conditional), labels [batch] required
 
     @nn.compact
-    def __call__(self, z: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, z: jnp.ndarray, train: bool = False, labels: jnp.ndarray | None = None) -> jnp.ndarray:
         ch = lambda n: scaled_channels(n, self.width_multiplier)  # noqa: E731
         bn = lambda name: nn.BatchNorm(  # noqa: E731
             use_running_average=not train, momentum=BN_MOMENTUM, epsilon=self.bn_epsilon,
             use_fast_variance=False, name=name,
         )
+        if self.num_classes:
+            bn = generator_norm(self.num_classes, labels, train, BN_MOMENTUM, self.bn_epsilon)
         seed = ch(self.layout.g_seed)
         x = Dense(4 * 4 * seed, name="linear")(z).reshape(z.shape[0], 4, 4, seed)
         for i, (_, c_out) in enumerate(self.layout.g_blocks):
@@ -133,9 +137,12 @@ class ResNetDiscriminator(nn.Module):
     sum_pooling: bool = False  # SUM
     out_features: int = 1
     minibatch_stddev_group_size: int = 0  # 0: off
+    conditioning: str = "none"  # models.conditional.CONDITIONINGS
+    num_classes: int = 0
+    aux_outputs: int = 0  # ACGAN classifier / InfoGAN Q head width
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool = False, labels: jnp.ndarray | None = None) -> jnp.ndarray:
         for i, (c_out_paper, down) in enumerate(self.layout.d_blocks):
             if self.minibatch_stddev_group_size and i == len(self.layout.d_blocks) - 1:
                 x = minibatch_stddev(x, self.minibatch_stddev_group_size)
@@ -164,5 +171,8 @@ class ResNetDiscriminator(nn.Module):
             x = h + shortcut
         x = nn.relu(x)
         x = jnp.sum(x, axis=(1, 2)) if self.sum_pooling else jnp.mean(x, axis=(1, 2))
+        if self.conditioning != "none" or self.aux_outputs:
+            return discriminator_head(self, x, labels, train, spectral=self.spectral, conditioning=self.conditioning,
+                                      num_classes=self.num_classes, aux_outputs=self.aux_outputs)
         out = Dense(self.out_features, self.spectral, name="linear")(x, train)
         return out[:, 0] if self.out_features == 1 else out

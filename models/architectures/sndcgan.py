@@ -30,6 +30,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from models.conditional import discriminator_head, generator_norm
 from models.layers import Conv, Deconv4x4, Dense, lrelu, minibatch_stddev, normal_init, scaled_channels
 from models.normalization import activation_norm
 
@@ -55,15 +56,18 @@ class SNDCGANGenerator(nn.Module):
     width_multiplier: float = 1.0
     bn_epsilon: float = G_BN_EPSILON
     tanh_range: tuple[float, float] = (0.0, 1.0)
+    num_classes: int = 0  # > 0: class-conditional BN (models.conditional), labels [batch] required
 
     @nn.compact
-    def __call__(self, z: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, z: jnp.ndarray, train: bool = False, labels: jnp.ndarray | None = None) -> jnp.ndarray:
         height, width, channels = self.image_shape
         ch = lambda n: scaled_channels(n, self.width_multiplier)  # noqa: E731
         bn = lambda name: nn.BatchNorm(  # noqa: E731
             use_running_average=not train, momentum=G_BN_MOMENTUM, epsilon=self.bn_epsilon,
             use_fast_variance=False, name=name,
         )
+        if self.num_classes:
+            bn = generator_norm(self.num_classes, labels, train, G_BN_MOMENTUM, self.bn_epsilon)
         x = Dense(height // 8 * width // 8 * ch(512), name="linear")(z)
         x = nn.relu(bn("bn0")(x))
         x = x.reshape(z.shape[0], height // 8, width // 8, ch(512))
@@ -77,16 +81,20 @@ class SNDCGANGenerator(nn.Module):
 
 class SNDCGANDiscriminator(nn.Module):
     """x [batch, H, W, C] in [0, 1] -> logits [batch] (or [batch, out_features] features
-    when out_features > 1, the BEGAN encoder)."""
+    when out_features > 1, the BEGAN encoder; with conditioning or an auxiliary head, see
+    models.conditional.discriminator_head)."""
 
     width_multiplier: float = 1.0
     spectral: bool = False
     activation_norm: str | None = None
     out_features: int = 1
     minibatch_stddev_group_size: int = 0  # 0: off
+    conditioning: str = "none"  # models.conditional.CONDITIONINGS
+    num_classes: int = 0
+    aux_outputs: int = 0  # ACGAN classifier / InfoGAN Q head width
 
     @nn.compact
-    def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    def __call__(self, x: jnp.ndarray, train: bool = False, labels: jnp.ndarray | None = None) -> jnp.ndarray:
         x = 2.0 * x - 1.0
         for i, (features, kernel, stride) in enumerate(_D_CONVS):
             if self.minibatch_stddev_group_size and i == len(_D_CONVS) - 1:
@@ -99,5 +107,8 @@ class SNDCGANDiscriminator(nn.Module):
                 x = activation_norm(self.activation_norm, x, train, f"norm{i}")
             x = lrelu(x, D_LEAK)
         x = x.reshape(x.shape[0], -1)
+        if self.conditioning != "none" or self.aux_outputs:
+            return discriminator_head(self, x, labels, train, spectral=self.spectral, conditioning=self.conditioning,
+                                      num_classes=self.num_classes, aux_outputs=self.aux_outputs)
         out = Dense(self.out_features, self.spectral, name="linear")(x, train)
         return out[:, 0] if self.out_features == 1 else out

@@ -95,7 +95,7 @@ def labels(name: str, split: str, data_dir: str | None = None) -> np.ndarray:
 
 
 def _register_prepared(module, info: DatasetInfo) -> None:
-    DATASETS.add(info.name, Dataset(info=info, load=module.load))
+    DATASETS.add(info.name, Dataset(info=info, load=module.load, labels=getattr(module, "labels", None)))
 
 
 from study.data import celebahq as _celebahq  # noqa: E402
@@ -105,7 +105,7 @@ from study.data import lsun as _lsun  # noqa: E402
 _register_prepared(_cifar10, DatasetInfo(
     name="cifar10", image_size=32, channels=3, train_size=50_000, test_size=10_000, fid_samples=10_000,
     source=f"CIFAR-10 python release {_cifar10.URL} (md5 {_cifar10.TARBALL_MD5})",
-    licence="no licence stated by the authors; cite Krizhevsky 2009",
+    licence="no licence stated by the authors; cite Krizhevsky 2009", num_classes=_cifar10.NUM_CLASSES,
 ))
 _register_prepared(_celebahq, DatasetInfo(
     name="celebahq128", image_size=128, channels=3, train_size=_celebahq.TOTAL - _celebahq.TEST_SIZE,

@@ -49,8 +49,17 @@ def rows_to_images(rows: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(rows.reshape(len(rows), 3, SIZE, SIZE).transpose(0, 2, 3, 1))
 
 
+NUM_CLASSES = 10
+
+
 def decode_batch(payload: bytes, where: str, official: bool) -> np.ndarray:
     """One pickled batch file -> uint8 [N, 32, 32, 3]."""
+    return decode_labelled_batch(payload, where, official)[0]
+
+
+def decode_labelled_batch(payload: bytes, where: str, official: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled batch file -> (uint8 images [N, 32, 32, 3], int32 labels [N] in [0, 10)),
+    the labels from the batch's 'labels' list (airplane 0 ... truck 9, batches.meta's order)."""
     batch = safe_loads(payload, where)
     if not isinstance(batch, dict):
         raise DataError(f"{where}: expected a pickled dict with a 'data' entry, found {type(batch).__name__}")
@@ -60,7 +69,14 @@ def decode_batch(payload: bytes, where: str, official: bool) -> np.ndarray:
         raise DataError(f"{where}: 'data' must be uint8 [N, 3072] (channel-planar 32x32x3 rows), found {found}")
     if official and len(rows) != ROWS_PER_FILE:
         raise DataError(f"{where}: {len(rows)} rows, the official batch has {ROWS_PER_FILE}")
-    return rows_to_images(rows)
+    labels = batch.get(b"labels", batch.get("labels"))
+    try:
+        labels = np.asarray(labels, np.int64)
+    except (TypeError, ValueError):
+        labels = None
+    if labels is None or labels.shape != (len(rows),) or (len(labels) and not 0 <= labels.min() <= labels.max() < NUM_CLASSES):
+        raise DataError(f"{where}: 'labels' must be a list of {len(rows)} class numbers in [0, {NUM_CLASSES})")
+    return rows_to_images(rows), labels.astype(np.int32)
 
 
 def _read_files(source: pathlib.Path) -> tuple[dict[str, bytes], dict[str, str]]:
@@ -107,10 +123,12 @@ def prepare(source, data_dir=None, official: bool = True, log=print) -> dict:
     directory = storage.data_root(data_dir) / NAME
     splits = {}
     for split, names in (("train", TRAIN_FILES), ("test", TEST_FILES)):
-        images = [decode_batch(files[name], f"{source}:{name}", official) for name in names]
+        decoded = [decode_labelled_batch(files[name], f"{source}:{name}", official) for name in names]
+        images = [i for i, _ in decoded]
         count = sum(len(i) for i in images)
         splits[split] = storage.write_split(directory, split, count, (SIZE, SIZE, 3), images)
-        log(f"{NAME} {split}: {count} images -> {directory / splits[split]['file']}")
+        splits[split]["labels"] = storage.write_labels(directory, split, np.concatenate([y for _, y in decoded]))
+        log(f"{NAME} {split}: {count} images and labels -> {directory / splits[split]['file']}")
     manifest = {
         "dataset": NAME,
         "format_version": storage.FORMAT_VERSION,
@@ -125,3 +143,9 @@ def prepare(source, data_dir=None, official: bool = True, log=print) -> dict:
 
 def load(split: str, image_size: int, data_dir) -> np.ndarray:
     return storage.load_prepared(NAME, split, image_size, data_dir, PREPARE_HINT)
+
+
+def labels(split: str, data_dir) -> np.ndarray:
+    """int32 [N] class labels of a prepared split (a CIFAR-10 prepared before labels were stored
+    raises DataError: prepare it again)."""
+    return storage.open_labels(NAME, split, data_dir, PREPARE_HINT)

@@ -40,12 +40,18 @@ def batch_indices(
 
 
 class BatchStream:
-    """Yields groups of consecutive uint8 batches `[count, batch, height, width, channels]`."""
+    """Yields groups of consecutive uint8 batches `[count, batch, height, width, channels]`;
+    given `labels` (int [N], aligned with `images`), pairs (those images, their labels int32
+    [count, batch]) from the same indices, so labels resume exactly as the images do."""
 
-    def __init__(self, images: np.ndarray, batch_size: int, seed: int, start_batch: int = 0):
+    def __init__(self, images: np.ndarray, batch_size: int, seed: int, start_batch: int = 0,
+                 labels: np.ndarray | None = None):
         if len(images) < 1:
             raise DataError("cannot stream batches from a split with zero images; expected at least one")
+        if labels is not None and len(labels) != len(images):
+            raise DataError(f"{len(labels)} labels for {len(images)} images; expected one label per image")
         self.images = images
+        self.labels = None if labels is None else np.asarray(labels, np.int32)
         self.batch_size = batch_size
         self.seed = seed
         self.position = start_batch
@@ -62,6 +68,8 @@ class BatchStream:
     def next(self, count: int) -> np.ndarray:
         idx = batch_indices(len(self.images), self.batch_size, self.seed, self.position, count, self._permutation)
         self.position += count
+        if self.labels is not None:
+            return gather(self.images, idx), self.labels[idx]
         return gather(self.images, idx)
 
 
@@ -122,7 +130,8 @@ class Prefetcher:
                 continue
 
     def next(self):
-        """The next device array uint8 [count_per_step, batch, height, width, channels]."""
+        """The next device array uint8 [count_per_step, batch, height, width, channels] (with a
+        labelled stream: the pair (images, labels int32 [count_per_step, batch]))."""
         if self._stop.is_set():
             raise RuntimeError("Prefetcher.next() after close()")
         item = self._queue.get()

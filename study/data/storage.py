@@ -89,6 +89,41 @@ def write_split(directory: pathlib.Path, name: str, count: int, shape: tuple[int
     return writer.finish()
 
 
+def write_labels(directory: pathlib.Path, split: str, labels: np.ndarray) -> dict:
+    """int32 class labels [N] of a split -> `<split>_labels.npy` (atomic); the manifest entry
+    (file, count, sha256) that `open_labels` checks."""
+    directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{split}_labels.npy"
+    partial = directory / f"{split}_labels.npy.{os.getpid()}.partial"
+    with open(partial, "wb") as handle:
+        np.save(handle, np.ascontiguousarray(labels, np.int32))
+    os.replace(partial, final)
+    return {"file": final.name, "count": int(len(labels)), "sha256": file_digest(final, "sha256")}
+
+
+def open_labels(dataset: str, split: str, data_dir, prepare_hint: str) -> np.ndarray:
+    """The prepared split's int32 class labels [N], aligned with its images; a dataset prepared
+    without labels (an older prepare) or a label file that disagrees with the manifest is a DataError."""
+    directory, manifest = read_manifest(dataset, data_dir, prepare_hint)
+    entry = manifest["splits"].get(split)
+    if entry is None:
+        raise DataError(f"{dataset} split {split!r} is missing from {directory / 'manifest.json'}; run `{prepare_hint}`")
+    labels_entry = entry.get("labels")
+    if labels_entry is None:
+        raise DataError(f"{dataset} was prepared without class labels (an older prepare; {directory}); "
+                        f"run `{prepare_hint}` again to store them")
+    path = directory / labels_entry["file"]
+    try:
+        labels = np.load(path)
+    except (ValueError, OSError) as error:
+        raise DataError(f"{path}: not a readable .npy file ({error}); run `{prepare_hint}` again") from None
+    if labels.dtype != np.int32 or labels.shape != (entry["count"],):
+        raise DataError(f"{path}: holds {labels.dtype} {list(labels.shape)}, expected int32 [{entry['count']}] "
+                        f"(one label per image); run `{prepare_hint}` again")
+    labels.setflags(write=False)
+    return labels
+
+
 def read_manifest(dataset: str, data_dir, prepare_hint: str) -> tuple[pathlib.Path, dict]:
     directory = data_root(data_dir) / dataset
     manifest_path = directory / "manifest.json"

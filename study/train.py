@@ -57,9 +57,9 @@ _PROGRAM_FIELDS = (
     "z_dim", "image_size", "width_multiplier", "adam_epsilon", "adam_form", "weight_clip", "began_gamma",
     "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
     "resnet_tanh", "generator_bn_epsilon", *_TRICK_PROGRAM_FIELDS,
+    # Conditional and InfoGAN programs (issue 18; models.conditional): compiled in.
+    "conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous", "infogan_weight",
 )
-# Conditional and InfoGAN programs (issue 18; models.conditional): compiled in.
-_PROGRAM_FIELDS += ("conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous", "infogan_weight")
 
 # D collections that every branch of one D update reads as the update found them
 # (spectral norm's u); the others (batch norm's averages) chain from branch to branch.

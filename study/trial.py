@@ -65,12 +65,6 @@ def save_grid(images: np.ndarray, data_range: tuple[float, float], path: pathlib
     tmp.replace(path)
 
 
-def batch_labels(labels: np.ndarray, index: int, size: int) -> np.ndarray:
-    """The classes of evaluation batch `index` of `size`: labels[index*size:(index+1)*size],
-    the last batch filled up by wrapping around (the evaluator keeps only its first samples)."""
-    return np.take(labels, np.arange(index * size, (index + 1) * size), mode="wrap").astype(np.int32)
-
-
 def grid_labels(count: int, num_classes: int) -> np.ndarray:
     """Classes of a conditional sample grid: row r of the SAMPLE_GRID-wide grid is class r mod K,
     so a person sees each class along a row."""
@@ -231,7 +225,7 @@ def run_trial(
                 sample_labels = np.asarray(evaluator.requested_labels(), np.int32)
                 results = evaluator.evaluate(
                     lambda index, size: program.sample(generator_vars, index, size,
-                                                       labels=batch_labels(sample_labels, index, size)),
+                                                       labels=evaluator.batch_labels(sample_labels, index)),
                     sample_labels=sample_labels)
             else:  # unconditional, and InfoGAN (its codes are drawn at random)
                 results = evaluator.evaluate(lambda index, size: program.sample(generator_vars, index, size))

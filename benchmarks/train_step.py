@@ -51,14 +51,16 @@ def ours(case: str, width: float, batch: int, image_size: int, seed: int = 0):
     real = jax.device_put(np.random.default_rng(seed).integers(
         0, 256, (program.batch_slots, batch, image_size, image_size, 3), dtype=np.uint8))
     key = jax.random.PRNGKey(1)
-    start = time.perf_counter()
-    compiled = program.train_step.lower(state, real, key).compile()
-    compile_s = time.perf_counter() - start
     holder = [state]
 
     def step():
-        holder[0], metrics = compiled(holder[0], real, key)
+        # The trial loop's path: the group as 1 + (n_dis - 1) jitted calls (study.train.run_group).
+        holder[0], metrics = training.run_group(program, holder[0], real, key, n_dis)
         jax.block_until_ready((holder[0], metrics))
+
+    start = time.perf_counter()
+    step()  # compiles (or loads from the persistent cache) both calls
+    compile_s = time.perf_counter() - start
 
     return step, compile_s
 

@@ -198,10 +198,8 @@ def run_trial(
                     real_labels = training.pad_batches(real_labels, program.batch_slots)
             if n_dis < program.batch_slots:
                 real = training.pad_batches(real, program.batch_slots)
-            if labelled:
-                state, metrics = program.train_step(state, real, train_key, real_labels)
-            else:
-                state, metrics = program.train_step(state, real, train_key)
+            state, metrics = training.run_group(program, state, real, train_key, n_dis,
+                                                real_labels if labelled else None)
             step += n_dis
             if compile_seconds is None:
                 # The first call compiles (or loads from the persistent cache): account

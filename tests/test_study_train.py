@@ -44,6 +44,37 @@ def test_n_dis_1_and_5_share_one_program_and_update_in_the_papers_order():
     assert program.train_step._cache_size() == 1  # n_dis traced: no second compilation
 
 
+def test_run_group_makes_the_same_updates_as_the_one_call_group():
+    """The trial loop's group (run_group: 1 + (n_dis - 1) calls, faster on XLA:CPU) against the
+    one-call train_step: same update counts, same weights to float32 rounding (the SN arm:
+    no BN, whose pre-BN biases have a zero gradient that Adam turns rounding noise into steps)."""
+    config = TrialConfig.from_dict({**BASE, "normalization": "spectral", "discriminator_steps": 5,
+                                    "learning_rate": 1e-3})
+    program = training.get_program(config)
+    key = jax.random.PRNGKey(3)
+    states = []
+    for group in (program.train_step, lambda state, real, key: training.run_group(program, state, real, key, 5)):
+        state = training.init_state(program, config, jax.random.PRNGKey(0))
+        for seed in range(3):
+            state, metrics = group(state, _batches(program, config, seed), key)
+        assert bool(metrics["finite"]) and set(metrics) >= {"d_loss", "g_loss", "d_grad_norm", "g_grad_norm"}
+        assert (int(state.step), _adam_count(state.discriminator_opt), _adam_count(state.generator_opt)) == (15, 15, 3)
+        states.append(state)
+    # Adam turns last-bit differences of tiny gradients into steps of up to lr, so the bound is a
+    # fraction of one step (1e-3); reading a wrong slot or key moves weights by many steps.
+    for a, b in zip(jax.tree_util.tree_leaves(states[0]), jax.tree_util.tree_leaves(states[1])):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-3, atol=2e-4)
+    swapped = training.init_state(program, config, jax.random.PRNGKey(0))
+    for seed in range(3):
+        batches = _batches(program, config, seed)
+        swapped, _ = training.run_group(program, swapped, batches[jnp.array([0, 2, 1, 3, 4])], key, 5)
+    assert max(float(jnp.max(jnp.abs(a - b))) for a, b in zip(
+        jax.tree_util.tree_leaves(swapped.discriminator["params"]),
+        jax.tree_util.tree_leaves(states[1].discriminator["params"]))) > 1e-3
+    # The D update's compiled call is shared by every index (a traced int32), and by n_dis 1 and 5.
+    assert program.discriminator_update._cache_size() == 1
+
+
 def test_padding_slots_are_never_read_and_the_step_is_deterministic():
     config = TrialConfig.from_dict({**BASE, "discriminator_steps": 1})
     program = training.get_program(config)

@@ -219,14 +219,23 @@ def plan_trials(args: argparse.Namespace) -> tuple[search_spaces.Space, list[dic
 
 
 def _resolve(space: search_spaces.Space, trials: list[dict[str, Any]], overrides: dict[str, str]) -> list[dict]:
-    resolved = []
+    """The space's trials with the --set overrides, as TrialConfig dicts; trials that an
+    override made identical (e.g. --set learning_rate=1e-3 on Table 1's lr axis) run once."""
+    resolved, seen = [], set()
     for trial in trials:
         raw = {**trial, **overrides}
         try:
             config = TrialConfig.from_dict(raw, coerce_strings=True)
         except ValueError as error:
             raise UsageError(f"space {space.name!r}: {error}") from None
+        if config.trial_id in seen:
+            continue
+        seen.add(config.trial_id)
         resolved.append(config.to_dict())
+    if len(resolved) < len(trials):
+        print(f"--set {' '.join(f'{k}={v}' for k, v in overrides.items())} made {len(trials) - len(resolved)} of the "
+              f"{len(trials)} trials of space {space.name!r} identical to others; {len(resolved)} distinct trials run",
+              file=sys.stderr)
     return resolved
 
 

@@ -11,7 +11,9 @@ same z, same weights, same images; its moving averages still advance twice, as t
 
 One call of the train step is one whole group: D, G, then n_dis - 1 more D updates,
 all inside one jit-compiled pure function (a `lax.while_loop` over the extra D updates,
-no host round trip). Hyperparameters (lr, betas, lambda) and n_dis itself live in the
+no host round trip). The trial loop runs the same updates as separate calls of the
+group's two pieces (`run_group`: `group_start`, then `discriminator_update` n_dis - 1
+times), because XLA:CPU runs a D update inside the while_loop ~2x slower. Hyperparameters (lr, betas, lambda) and n_dis itself live in the
 state as arrays, so every trial of an arm -- the whole Table 1 grid of 24 settings,
 n_dis 1 and 5 included -- shares one compiled program. The program takes a fixed number
 of real-batch slots (`batch_slots`, 5 for n_dis <= 5); a group fills the first n_dis and

@@ -30,6 +30,18 @@ def test_dry_run_table_states_the_count(capsys):
     assert "144 trials in space table1 (grid)" in out
 
 
+def test_a_set_override_of_a_grid_axis_runs_each_distinct_trial_once(capsys):
+    # Table 1's SN + GP arm: lr {2e-4, 1e-4, 1e-3} x lambda {1, 10} x 4 (beta1, beta2, n_dis) = 24;
+    # fixing lr leaves 8 distinct settings.
+    assert run.main(["--space", "table1", "--arms", "normalization=spectral,penalty=gp", "--set", "learning_rate=1e-3",
+                     "--dry-run", "--json"]) == 0
+    captured = capsys.readouterr()
+    configs = [TrialConfig.from_dict(json.loads(line)) for line in captured.out.strip().splitlines()]
+    assert len(configs) == 8 == len({c.trial_id for c in configs})
+    assert {c.learning_rate for c in configs} == {1e-3}
+    assert "made 16 of the 24 trials of space 'table1' identical to others; 8 distinct trials run" in captured.err
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

@@ -149,12 +149,23 @@ def select_arms(space: Space, arm_filter: Mapping[str, set[str]] | None = None,
 # The fields that make a conditional / latent-structured model (study.config, models.conditional),
 # at their defaults (the paper's unconditional GAN); their loss weights are hyperparameters.
 CONDITIONAL_ARM_DEFAULTS: dict[str, Any] = {"conditioning": "none", "infogan_categories": 0, "infogan_continuous": 0}
+# The ResNet ablation switches (study 5; study.config), at their defaults (the paper's
+# ResNet-CIFAR): each switched-on set is its own arm of the ablation space.
+ABLATION_ARM_DEFAULTS: dict[str, Any] = {
+    "resnet_d_shortcut": "conv", "resnet_d_cin": False, "resnet_d_opt": False, "resnet_d_pooling": "mean",
+    "resnet_tanh": False, "generator_bn_epsilon": None,
+}
+
+
+def _missing(value: Any) -> bool:
+    """None, or NaN as a results table stores a None (generator_bn_epsilon)."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def arm_name(trial: Mapping[str, Any]) -> str:
     """A readable arm label: architecture/loss/normalization/penalty/dataset, plus
-    `+field=value` for each training trick at a non-default value (search_spaces.tricks;
-    an arm without tricks keeps its label)."""
+    `+field=value` for each conditional / InfoGAN field, ResNet ablation switch and
+    training trick at a non-default value (search_spaces.tricks; an arm with none keeps its label)."""
     from search_spaces.tricks import trick_label
 
     label = "/".join(str(trial.get(k, "?")) for k in ("architecture", "loss", "normalization", "penalty", "dataset"))
@@ -162,6 +173,11 @@ def arm_name(trial: Mapping[str, Any]) -> str:
     for field, default in CONDITIONAL_ARM_DEFAULTS.items():
         if trial.get(field, default) != default:
             label += f"+{field}={trial[field]}"
+    # An ablation switch changes the network: ablation arms are never grouped together.
+    for field, default in ABLATION_ARM_DEFAULTS.items():
+        value = trial.get(field, default)
+        if not _missing(value) and value != default:
+            label += f"+{field}={value}"
     trick = trick_label(trial)
     return label if trick == "baseline" else f"{label}+{trick}"
 

@@ -118,3 +118,9 @@ def test_a_conditional_model_is_its_own_arm():
     assert search_spaces.arm_name({**plain, "conditioning": "acgan", "acgan_class_weight": 10.0}) == \
         "sndcgan/ns/spectral/gp/digits+conditioning=acgan"
     assert search_spaces.arm_name({**plain, "infogan_categories": 10}) == "sndcgan/ns/spectral/gp/digits+infogan_categories=10"
+    # ResNet ablation arms (study 5) are nine networks: nine labels, the default one plain.
+    ablation = [search_spaces.arm_name({**arm, "dataset": "cifar10"})
+                for arm in search_spaces.get("ablation").arms]
+    assert len(set(ablation)) == 9 and ablation[0] == "resnet_cifar/ns/spectral/none/cifar10"
+    assert "resnet_cifar/ns/spectral/none/cifar10+resnet_d_cin=True+resnet_d_opt=True" in ablation
+    assert search_spaces.arm_name({**plain, "generator_bn_epsilon": float("nan")}) == "sndcgan/ns/spectral/gp/digits"

@@ -121,17 +121,18 @@ def test_a_trial_diverging_after_its_first_evaluation_is_a_diverged_row(tmp_path
 
 @pytest.fixture(scope="module")
 def tiny_recommended(tmp_path_factory):
-    """One trial of the paper's recommended arm (NS + SN) at the tiny preset's length, the
-    Table 1 setting lr 1e-3, n_dis 1 (the default study's best chance to learn), and the
-    same evaluation of its untrained generator."""
+    """One trial of the paper's recommendation (NS + SN, with WGAN-GP where the budget allows;
+    Kurach et al. 2019, section 5) at the tiny preset's length, with the Table 1 setting that
+    learns there (lr 1e-3, lambda 1, beta 0.5/0.9, n_dis 5), and the same evaluation of its
+    untrained generator."""
     import jax
 
     from study import train as training
     from study.metrics import Evaluator
 
-    config = TrialConfig.from_dict({"normalization": "spectral", "penalty": "none", "penalty_weight": 0.0,
-                                    "learning_rate": 1e-3, "beta1": 0.5, "beta2": 0.999,
-                                    "discriminator_steps": 1})
+    config = TrialConfig.from_dict({"normalization": "spectral", "penalty": "gp", "penalty_weight": 1.0,
+                                    "learning_rate": 1e-3, "beta1": 0.5, "beta2": 0.9,
+                                    "discriminator_steps": 5})
     assert config.train_steps == 400 and config.scale == "tiny"
     out = tmp_path_factory.mktemp("tiny_recommended")
     run_trial(config, out)
@@ -146,16 +147,18 @@ def tiny_recommended(tmp_path_factory):
 def test_the_tiny_preset_trains_its_generator_toward_the_data(tiny_recommended):
     rows, before = tiny_recommended
     assert rows["status"].eq("completed").all() and list(rows["step"]) == [200, 400]
-    # Measured: untrained G ~853 (flat grey images), trained 370-460 at 400-500 steps.
+    # Measured: untrained G ~853 (flat grey images), trained 124-197 at 400 steps.
     assert rows["fid_domain"].min() < 0.75 * before["fid_domain"]
 
 
-@pytest.mark.xfail(strict=True, reason="at the 400 D steps the 30-minute default affords, NS + SN without a penalty "
-                                       "stays above uniform noise; ~1,500+ steps at width 1/4 get below it "
-                                       "(README, 'The tiny scale')")
 def test_the_tiny_preset_trains_below_the_noise_baseline(tiny_recommended):
+    # This setting at step 400, seeds 0 and 1, before and after run_group: 196.6, 150.7, 136.0,
+    # 123.9 against noise 257.6, covering 5-8 digit classes. (NS + SN without a penalty stays
+    # above noise at 400 D steps: README, "The tiny scale".)
     rows, _ = tiny_recommended
-    assert rows["fid_domain"].min() < rows["fid_domain_ref_noise"].iloc[0]
+    final = rows.iloc[-1]
+    assert final["fid_domain"] < final["fid_domain_ref_noise"]
+    assert final["classes_covered_domain"] >= 4
 
 
 def _strict_json(line: str) -> dict:

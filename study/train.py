@@ -38,6 +38,7 @@ import optax
 
 import models
 import models.conditional
+import models.layers
 from models.conditional import split_output
 from study.config import TrialConfig
 
@@ -109,6 +110,8 @@ class Program:
     # and (state, real_batches, rng, index[, real_labels]) -> (state, D metrics)
     group_start: Callable | None = None
     discriminator_update: Callable | None = None
+    # Whether run_group uses the separate calls (True) or the one-call train_step (`split_groups`).
+    split_group: bool = False
 
 
 def batch_slots(config: TrialConfig) -> int:
@@ -250,17 +253,34 @@ def _merge_group_metrics(first: dict, last_d: dict) -> dict:
     return {**first, **last_d, "finite": jnp.logical_and(first["finite"], last_d["finite"])}
 
 
+def split_groups(config: TrialConfig) -> bool:
+    """Whether `run_group` runs a group as separate calls: on CPU, for programs whose layers are
+    per-op-overhead bound, judged by D's 3x3 convolution at half resolution with 128 * width
+    channels (the layers' own threshold, models.layers.use_fast_path). Measured, NS + SN (+ GP),
+    n_dis 5, 2-core CPU: tiny (8x8, width 1/8; that layer 2.4 M multiply-adds) 153 -> 85 ms per
+    group (1.8x); small (32x32, width 1/2) 4.6 s one call vs 4.9 s split, 32x32 full width 14.5 vs
+    15.4 s: the one call wins by 4-7 % there. Off CPU (unmeasured) the one call, which needs no
+    host round trip per D update."""
+    if jax.default_backend() != "cpu":
+        return False
+    channels = max(1, int(128 * config.width_multiplier))
+    return not models.layers.use_fast_path(config.batch_size, (config.image_size // 2) ** 2, 3, channels, channels)
+
+
 def run_group(program: Program, state: TrainState, real_batches: jnp.ndarray, rng: jax.Array,
               discriminator_steps: int, real_labels=None) -> tuple[TrainState, dict]:
-    """One group, the same updates as `program.train_step`, as 1 + (n_dis - 1) calls from the host.
+    """One group, the same updates as `program.train_step`; where `program.split_group`
+    (`split_groups`) as 1 + (n_dis - 1) calls from the host, else as that one call.
 
-    Why not the one-call train_step: on XLA:CPU a D update inside its `lax.while_loop` costs
+    Why split: on XLA:CPU at tiny shapes a D update inside its `lax.while_loop` costs
     1.8-2.4x the same update run as a call of its own (tiny SNDCGAN, NS + SN + WGAN-GP: 29 vs
     16 ms; BN: 43 vs 18 ms), and a host dispatch costs ~0.1 ms. The two agree to float32
     rounding, not bit for bit (XLA fuses the loop body differently).
     discriminator_steps: n_dis, the state's (the host knows it; reading the state's would sync).
     """
     labels = () if real_labels is None else (real_labels,)
+    if not program.split_group:
+        return program.train_step(state, real_batches, rng, *labels)
     state, metrics = program.group_start(state, real_batches, rng, *labels)
     if discriminator_steps > 1:
         for index in range(1, discriminator_steps):
@@ -581,6 +601,7 @@ def _cached_program(key: tuple) -> Program:
         group_start=jax.jit(program.group_start, donate_argnums=0),
         discriminator_update=jax.jit(program.discriminator_update, donate_argnums=0),
         sample=jax.jit(program.sample, static_argnums=(1, 2)),
+        split_group=split_groups(config),
     )
 
 

@@ -54,7 +54,7 @@ def ours(case: str, width: float, batch: int, image_size: int, seed: int = 0):
     holder = [state]
 
     def step():
-        # The trial loop's path: the group as 1 + (n_dis - 1) jitted calls (study.train.run_group).
+        # The trial loop's path (study.train.run_group): one call at these shapes, split calls at tiny ones.
         holder[0], metrics = training.run_group(program, holder[0], real, key, n_dis)
         jax.block_until_ready((holder[0], metrics))
 

@@ -150,7 +150,8 @@ def select_arms(space: Space, arm_filter: Mapping[str, set[str]] | None = None,
 # at their defaults (the paper's unconditional GAN); their loss weights are hyperparameters.
 CONDITIONAL_ARM_DEFAULTS: dict[str, Any] = {"conditioning": "none", "infogan_categories": 0, "infogan_continuous": 0}
 # The ResNet ablation switches (study 5; study.config), at their defaults (the paper's
-# ResNet-CIFAR): each switched-on set is its own arm of the ablation space.
+# ResNet-CIFAR): each switched-on set is its own arm of the ablation space. (analysis.load.ABLATION_FIELDS
+# names the same fields for the report, which does not import search_spaces.)
 ABLATION_ARM_DEFAULTS: dict[str, Any] = {
     "resnet_d_shortcut": "conv", "resnet_d_cin": False, "resnet_d_opt": False, "resnet_d_pooling": "mean",
     "resnet_tanh": False, "generator_bn_epsilon": None,

@@ -11,9 +11,10 @@ same z, same weights, same images; its moving averages still advance twice, as t
 
 One call of the train step is one whole group: D, G, then n_dis - 1 more D updates,
 all inside one jit-compiled pure function (a `lax.while_loop` over the extra D updates,
-no host round trip). The trial loop runs the same updates as separate calls of the
-group's two pieces (`run_group`: `group_start`, then `discriminator_update` n_dis - 1
-times), because XLA:CPU runs a D update inside the while_loop ~2x slower. Hyperparameters (lr, betas, lambda) and n_dis itself live in the
+no host round trip). On CPU at tiny shapes the trial loop runs the same updates as
+separate calls of the group's two pieces (`run_group`: `group_start`, then
+`discriminator_update` n_dis - 1 times), because XLA:CPU runs a D update inside the
+while_loop ~2x slower there. Hyperparameters (lr, betas, lambda) and n_dis itself live in the
 state as arrays, so every trial of an arm -- the whole Table 1 grid of 24 settings,
 n_dis 1 and 5 included -- shares one compiled program. The program takes a fixed number
 of real-batch slots (`batch_slots`, 5 for n_dis <= 5); a group fills the first n_dis and
@@ -537,7 +538,7 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
     def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array, real_labels=None):
         """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps),
         as one pure function (one jit-compiled call: a `lax.while_loop` over the extra D updates).
-        The trial loop computes the same group as separate calls (`run_group`, faster on XLA:CPU).
+        `run_group` computes the same group as separate calls where that is faster (`split_groups`).
 
         real_batches: uint8 [slots, batch, H, W, C]; the first n_dis are the group's fresh
             batches, one per D update; the rest are padding and never read.

@@ -1,8 +1,8 @@
 """Reading study directories: `results.parquet` + `manifest.json` -> one rows table.
 
-This module knows the study directory contract (written by `study.run`) and nothing
-else: it never imports the `study`/`models` packages or JAX, so a report builds on a
-laptop with pandas alone. The column names below mirror `study.config.TrialConfig`.
+This module knows the study directory contract (study.schema, written by `study.run`) and
+nothing else: of the `study` package it imports only study.schema (plain data), never
+JAX or Ray, so a report builds on a laptop with pandas alone.
 """
 from __future__ import annotations
 
@@ -14,62 +14,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+# The study's record contract (dependency-free: importing it pulls in no JAX or Ray).
+from study.schema import (  # noqa: F401
+    ABLATION_FIELDS,
+    AXES,
+    CONFIG_FIELDS,
+    HYPERPARAMETERS,
+    METRIC_COLUMNS,
+    PROGRESS_COLUMNS,
+    PROTOCOL_COLUMNS,
+    REFERENCE_KINDS,
+    REQUIRED_COLUMNS,
+    STATUSES,
+    TRICK_DEFAULTS,
+)
+
 
 class StudyDataError(ValueError):
     """Unreadable or malformed study input. The message is one line naming the path/value."""
 
-
-# The TrialConfig fields, in schema order (study/config.py). Kept here as data so that
-# analysis needs no import of `study`.
-CONFIG_FIELDS: tuple[str, ...] = (
-    "dataset", "architecture", "loss", "normalization", "penalty",
-    "penalty_weight", "learning_rate", "beta1", "beta2", "discriminator_steps",
-    "batch_size", "z_dim", "train_steps", "eval_every", "seed", "scale", "image_size",
-    "width_multiplier", "eval_samples", "fid_split", "discriminator_learning_rate",
-    "adam_epsilon", "adam_form", "weight_clip", "began_gamma", "began_k_learning_rate",
-    "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling", "resnet_tanh",
-    "generator_bn_epsilon", "label_smoothing", "label_flip_probability", "instance_noise_std",
-    "instance_noise_anneal_steps", "latent_distribution", "discriminator_optimizer", "discriminator_sgd_momentum",
-    "minibatch_stddev_group_size", "conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous",
-    "infogan_weight",
-)
-# The fixed axes a study compares (the paper's "cells").
-AXES: tuple[str, ...] = ("loss", "normalization", "penalty", "architecture", "dataset")
-# The swept hyperparameters of Tables 1 and 2.
-HYPERPARAMETERS: tuple[str, ...] = (
-    "learning_rate", "penalty_weight", "beta1", "beta2", "discriminator_steps",
-)
-ABLATION_FIELDS: tuple[str, ...] = (
-    "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling", "resnet_tanh",
-    "generator_bn_epsilon",
-)
-# The training tricks (search_spaces.tricks.TRICK_DEFAULTS) and their defaults, the paper's
-# training: a trial with none of them at another value is a baseline. Results written before
-# these fields existed lack the columns and are all baselines.
-TRICK_DEFAULTS: dict[str, Any] = {
-    "label_smoothing": 0.0, "label_flip_probability": 0.0, "instance_noise_std": 0.0,
-    "latent_distribution": "uniform", "discriminator_optimizer": "adam", "discriminator_sgd_momentum": 0.9,
-    "discriminator_learning_rate": None, "minibatch_stddev_group_size": 0,
-}
-METRIC_COLUMNS: tuple[str, ...] = (
-    "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain", "precision", "recall",
-    "precision_domain", "recall_domain", "ms_ssim", "d_loss", "g_loss",
-    "classes_covered_domain", "mode_score_domain", "am_score_domain",
-    # issue 18: two-sample test and within-class diversity (every evaluation), conditional scores
-    "m_is", "m_is_domain", "one_nn_accuracy", "one_nn_real_accuracy", "one_nn_fake_accuracy",
-    "one_nn_accuracy_domain", "one_nn_real_accuracy_domain", "one_nn_fake_accuracy_domain",
-    "gan_test_domain", "gan_train_domain", "fid_domain_class_mean", "fid_domain_class_max", "fid_domain_classes",
-)
-# Reference points written by the evaluator into every row: `<metric>_ref_<kind>`.
-REFERENCE_KINDS: tuple[str, ...] = ("floor", "noise", "mean_image")
-PROTOCOL_COLUMNS: tuple[str, ...] = (
-    "fid_features", "fid_weights_sha256", "fid_resize", "fid_precision",
-    "fid_real_samples", "fid_fake_samples", "fid_split",
-)
-PROGRESS_COLUMNS: tuple[str, ...] = ("step", "wall_time_s", "device_seconds", "images_per_s")
-# Without these a results table cannot be analysed at all.
-REQUIRED_COLUMNS: tuple[str, ...] = ("trial_id", "arm", "step", "status")
-STATUSES: tuple[str, ...] = ("running", "completed", "diverged", "failed")
 
 
 @dataclasses.dataclass(frozen=True)

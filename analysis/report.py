@@ -11,7 +11,6 @@ import dataclasses
 import datetime as _dt
 import html
 import json
-import math
 import pathlib
 import shutil
 import sys
@@ -21,6 +20,8 @@ import pandas as pd
 
 from analysis import figures, stats, tables
 from analysis.load import AXES, HYPERPARAMETERS, PROTOCOL_COLUMNS, StudyData, StudyDataError, load_studies
+from study.storage.location import StorageError, at, local_cache
+from study.storage.paths import check_output_dir
 
 GENERATOR_MARK = '<meta name="generator" content="analysis.report">'
 OWNED_SUBDIRS = ("figures", "tables", "samples")
@@ -502,7 +503,6 @@ def localize_study(study_dir) -> pathlib.Path:
     text = str(study_dir)
     if "://" not in text or text.startswith("file://"):
         return pathlib.Path(text[len("file://"):] if text.startswith("file://") else text)
-    from study.location import StorageError, at, local_cache
 
     try:
         study = at(text)
@@ -574,7 +574,6 @@ def build_report(study_dirs, out_dir=None, top: float = 0.05, n_boot: int = 200,
 def _check_report_out(out: str) -> None:
     """--out must be a writable folder, and one whose index.html (if any) this command
     wrote: someone's own page there would be overwritten."""
-    from study.paths import check_output_dir
 
     try:
         folder = check_output_dir(out, "--out")

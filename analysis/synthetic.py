@@ -20,22 +20,12 @@ import numpy as np
 import pandas as pd
 
 from analysis.load import CONFIG_FIELDS
+from study.schema import ABLATION_SWITCHES
 
 TABLE1_LR = (2e-4, 1e-4, 1e-3)
 TABLE1_LAMBDA = (1.0, 10.0)
 TABLE1_BETAS_NDIS = ((0.5, 0.9, 5), (0.5, 0.999, 1), (0.5, 0.999, 5), (0.9, 0.999, 5))
-ABLATIONS: dict[str, dict[str, Any]] = {
-    "default": {},
-    "res": {"resnet_d_shortcut": "identity"},
-    "cin": {"resnet_d_cin": True},
-    "opt": {"resnet_d_opt": True},
-    "cin_opt": {"resnet_d_cin": True, "resnet_d_opt": True},
-    "sum": {"resnet_d_pooling": "sum"},
-    "tan": {"resnet_tanh": True},
-    "eps": {"generator_bn_epsilon": 2e-5},
-    "all": {"resnet_d_shortcut": "identity", "resnet_d_cin": True, "resnet_d_opt": True,
-            "resnet_d_pooling": "sum", "resnet_tanh": True, "generator_bn_epsilon": 2e-5},
-}
+ABLATIONS = ABLATION_SWITCHES  # study 5's networks by name
 # The synthetic truth: additive FID offsets per axis value.
 _OFFSETS = {
     "normalization": {"spectral": 0.0, "layer": 4.0, "none": 9.0, "batch": 22.0},
@@ -44,7 +34,7 @@ _OFFSETS = {
     "dataset": {"cifar10": 8.0, "celebahq128": 0.0},
     "architecture": {"sndcgan": 0.0, "resnet19": -3.0, "resnet_cifar": -2.0},
 }
-_ABLATION_OFFSETS = {"default": 0.0, "res": 1.0, "cin": 6.0, "opt": -0.5, "cin_opt": 0.5, "sum": 1.0,
+_ABLATION_OFFSETS = {"default": 0.0, "identity": 1.0, "cin": 6.0, "opt": -0.5, "cin_opt": 0.5, "sum": 1.0,
                      "tan": 0.5, "eps": 0.0, "all": 2.0}
 _BASE_CONFIG: dict[str, Any] = {
     "dataset": "cifar10", "architecture": "sndcgan", "loss": "ns", "normalization": "spectral", "penalty": "gp",

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.load import ABLATION_FIELDS, HYPERPARAMETERS, TRICK_DEFAULTS
+from analysis.load import ABLATION_FIELDS, CONFIG_FIELDS, HYPERPARAMETERS, TRICK_DEFAULTS
 
 # ----------------------------------------------------------------------------- writers
 _LATEX_SPECIALS = {"&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_", "{": r"\{", "}": r"\}",
@@ -316,7 +316,6 @@ def sensitivity_table(trials: pd.DataFrame) -> pd.DataFrame:
 
 def varying_config_columns(trials: pd.DataFrame) -> list[str]:
     """Config fields that take more than one value among the trials (for compact tables)."""
-    from analysis.load import CONFIG_FIELDS
 
     return [c for c in CONFIG_FIELDS if c in trials.columns and trials[c].astype(str).nunique() > 1]
 

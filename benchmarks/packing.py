@@ -5,7 +5,7 @@
 k trials of one arm (SNDCGAN, NS, SN, no penalty, tiny scale, digits) that differ only in
 traced hyperparameters (lr, beta1, beta2, lambda). Whole-trial throughput = k / wall
 seconds of everything (process start, imports, compilation, training, evaluation):
-- packed: ONE fresh process runs `study.trial.run_trial` for the k configs one after
+- packed: ONE fresh process runs `study.trial.loop.run_trial` for the k configs one after
   another (what `python -m study.run --pack K` does in a Ray worker);
 - separate: k fresh `python -m study.trial ...` processes one after another.
 Each side is run twice: cold (its own empty persistent compilation cache: a first study
@@ -83,9 +83,9 @@ def rows_of(directory: pathlib.Path) -> list[dict]:
 
 def worker(spec: str, out: str) -> None:
     """The packed process: every config through run_trial, sharing the compiled program."""
-    from study.config import TrialConfig
     from study.runtime import configure_jax
-    from study.trial import run_trial
+    from study.trial.config import TrialConfig
+    from study.trial.loop import run_trial
 
     configure_jax()
     for i, values in enumerate(json.loads(pathlib.Path(spec).read_text())):

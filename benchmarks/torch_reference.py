@@ -179,7 +179,7 @@ def gradient_penalty(discriminator: nn.Module, real: torch.Tensor, fake: torch.T
 
 
 class TorchGAN:
-    """G, D, their Adams, and one train step with our step's semantics (study.train):
+    """G, D, their Adams, and one train step with our step's semantics (study.trial.train):
     D(z_0), G(z_0), then n_dis - 1 more D updates, each D update on a fresh real batch."""
 
     def __init__(self, architecture: str, penalty: str, multiplier: float, image_size: int = 32,

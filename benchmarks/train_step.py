@@ -2,7 +2,7 @@
 
     python -m benchmarks.train_step [--quick] [--width W] [--cases sndcgan1,sndcgan5,resnet5] [--repeats N]
 
-One "step" is one call of study.train's train step: n_dis D updates + 1 G update, batch 64,
+One "step" is one call of study.trial.train's train step: n_dis D updates + 1 G update, batch 64,
 32x32x3. Ours and torch's repetitions alternate (ours, torch, ours, ...) so that load
 from other processes on a shared machine hits both sides alike. ratio = ours / torch
 (below 1: we are faster); compile time is reported apart (about 0 for a case whose program
@@ -36,8 +36,8 @@ def ours(case: str, width: float, batch: int, image_size: int, seed: int = 0):
     import jax
     import numpy as np
 
-    from study import train as training
-    from study.config import TrialConfig
+    from study.trial import train as training
+    from study.trial.config import TrialConfig
 
     architecture, normalization, penalty, n_dis = CASES[case]
     config = TrialConfig(
@@ -54,7 +54,7 @@ def ours(case: str, width: float, batch: int, image_size: int, seed: int = 0):
     holder = [state]
 
     def step():
-        # The trial loop's path (study.train.run_group): one call at these shapes, split calls at tiny ones.
+        # The trial loop's path (study.trial.train.run_group): one call at these shapes, split calls at tiny ones.
         holder[0], metrics = training.run_group(program, holder[0], real, key, n_dis)
         jax.block_until_ready((holder[0], metrics))
 

@@ -7,7 +7,8 @@ architecture come from the command line, so the same space runs on the embedded
 """
 from __future__ import annotations
 
-from search_spaces import SPACES, Choice, Range, Space
+from search_spaces.space import SPACES, Choice, Range, Space
+from study.schema import ABLATION_SWITCHES
 
 # Table 1: lr x lambda x (beta1, beta2, n_dis) = 3 x 2 x 4 = 24 settings (12 without a penalty).
 TABLE1_AXES = (
@@ -56,20 +57,9 @@ COMBINATION_ARMS = tuple(
     for norm in ("spectral", "layer")
 )
 # Study 5 (ResNet ablation; the paper: CIFAR-10, ResNet-CIFAR, SN, NS, no penalty).
-_ABLATION_SWITCHES = {
-    "default": {},
-    "identity": {"resnet_d_shortcut": "identity"},
-    "cin": {"resnet_d_cin": True},
-    "opt": {"resnet_d_opt": True},
-    "cin_opt": {"resnet_d_cin": True, "resnet_d_opt": True},
-    "sum": {"resnet_d_pooling": "sum"},
-    "tan": {"resnet_tanh": True},
-    "eps": {"generator_bn_epsilon": 2e-5},
-}
-_ABLATION_SWITCHES["all"] = {k: v for switch in list(_ABLATION_SWITCHES.values()) for k, v in switch.items()}
 ABLATION_ARMS = tuple(
     {"architecture": "resnet_cifar", "loss": "ns", "normalization": "spectral", "penalty": "none", **switch}
-    for switch in _ABLATION_SWITCHES.values()
+    for switch in ABLATION_SWITCHES.values()
 )
 
 SPACES.add("table1", Space(

@@ -24,6 +24,9 @@ import math
 import pathlib
 from typing import Any, Iterable, Mapping, Sequence
 
+from study.storage.location import StorageError, at
+from study.trial.config import value_before_field_existed
+
 ARM_FIELDS = ("architecture", "loss", "normalization", "penalty", "dataset")
 RESULTS_FILE = "results.parquet"
 
@@ -34,9 +37,7 @@ class RerunError(ValueError):
 
 def load_results(study_dir: pathlib.Path | str):
     """The source study's results table (`STUDY_DIR/results.parquet`)."""
-    import pandas as pd
 
-    from study.location import StorageError, at  # pyarrow only: a study may live at s3://...
 
     try:
         path = at(study_dir) / RESULTS_FILE
@@ -106,8 +107,7 @@ def best_settings(results, fields: Sequence[str], top: int,
 
 def _with_fields_older_studies_lack(results, fields: Sequence[str]):
     """Results of a study run before some config fields existed get those columns, holding
-    what its trials ran with (`study.config.value_before_field_existed`)."""
-    from study.config import value_before_field_existed
+    what its trials ran with (`study.trial.config.value_before_field_existed`)."""
 
     added = {}
     for field in fields:

@@ -9,24 +9,11 @@ the tricks apart without an extra results column. The baseline arms are the plai
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
-from search_spaces import SPACES, Space
 from search_spaces.paper import TABLE1_AXES
-
-# The trick fields of study.config.TrialConfig with their defaults (the paper's training),
-# as data so that labelling an arm needs no config import (tests/test_search_spaces.py
-# checks them against TrialConfig; analysis.load.TRICK_FIELDS mirrors them).
-TRICK_DEFAULTS: dict[str, Any] = {
-    "label_smoothing": 0.0,
-    "label_flip_probability": 0.0,
-    "instance_noise_std": 0.0,
-    "latent_distribution": "uniform",
-    "discriminator_optimizer": "adam",
-    "discriminator_sgd_momentum": 0.9,
-    "discriminator_learning_rate": None,
-    "minibatch_stddev_group_size": 0,
-}
+from search_spaces.space import SPACES, Space, trick_label  # noqa: F401 (trick_label: part of this module's API)
+from study.schema import TRICK_DEFAULTS  # noqa: F401
 
 # Each trick at the value of its paper (or the common one).
 TRICKS: dict[str, dict[str, Any]] = {
@@ -53,19 +40,6 @@ BASE_ARMS: dict[str, dict[str, Any]] = {
 }
 
 TRICK_ARMS = tuple({**base, **trick} for base in BASE_ARMS.values() for trick in TRICKS.values())
-
-
-def trick_label(trial: Mapping[str, Any]) -> str:
-    """"baseline", or the trial's non-default trick fields as `field=value` joined by "+"
-    (discriminator_sgd_momentum only with SGD, where it means something)."""
-    parts = []
-    for field, default in TRICK_DEFAULTS.items():
-        value = trial.get(field, default)
-        if field == "discriminator_sgd_momentum" and trial.get("discriminator_optimizer", "adam") != "sgd":
-            continue
-        if value != default:
-            parts.append(f"{field}={value:g}" if isinstance(value, float) else f"{field}={value}")
-    return "+".join(parts) if parts else "baseline"
 
 
 SPACES.add("tricks", Space(

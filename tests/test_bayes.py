@@ -1,4 +1,4 @@
-"""Table 2's sequential Bayesian optimization (study.bayes): rounds, ranges, resume, Ray.
+"""Table 2's sequential Bayesian optimization (study.sweep.bayes): rounds, ranges, resume, Ray.
 
 Ax's GP rounds cost seconds per proposed point on a 2-core CPU, so the fast tests use
 small rounds (3 x 3) and the acquisition optimizer's "fast" effort; the full 12 rounds
@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import search_spaces
-from study import bayes
+from study.sweep import bayes
 
 TABLE2 = search_spaces.get("table2")
 GP_ARM = {"dataset": "digits", "scale": "tiny", "architecture": "sndcgan", "loss": "ns",
@@ -180,7 +180,7 @@ def test_two_rounds_of_three_through_ray_tune_with_a_synthetic_trainable(tmp_pat
 
     import ray
 
-    from study import tune
+    from study.sweep import tune
 
     space = _small(rounds=2, round_size=3)
     args = argparse.Namespace(seeds=1, overrides=["train_steps=10", "eval_every=5"], pack=1, retries=0,
@@ -229,8 +229,8 @@ def test_resume_mid_round_runs_only_the_trials_without_a_finished_outcome(tmp_pa
     optimizer = bayes.RoundOptimizer(space, GP_ARM, seed=0)
     proposals = optimizer.propose_round()
     optimizer.save(bayes.state_path(tmp_path, GP_ARM))
-    from study import store
-    from study.config import TrialConfig
+    from study.storage import store
+    from study.trial.config import TrialConfig
 
     done = bayes.trial_dict(GP_ARM, proposals[0].params, {})
     config = TrialConfig.from_dict(done)
@@ -247,7 +247,7 @@ def test_resume_mid_round_runs_only_the_trials_without_a_finished_outcome(tmp_pa
 
     import argparse
 
-    from study import tune
+    from study.sweep import tune
 
     original, bayes._run_round = bayes._run_round, fake_run_round
     original_init, tune.init_ray = tune.init_ray, lambda *a, **k: None
@@ -270,7 +270,8 @@ def test_a_bayesian_trial_that_leaves_no_rows_is_a_failed_row_and_counted_missin
 
     import ray
 
-    from study import store, tune
+    from study.storage import store
+    from study.sweep import tune
 
     def lost_node_trainable(config):  # returns without writing anything to the study storage
         return None

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from analysis import report
-from study import config
-from study import run as study_run
-from study import trial as study_trial
 from study.data import __main__ as data_cli
 from study.metrics import fid as fid_cli
+from study.sweep import cli as study_run
+from study.trial import cli as study_trial
+from study.trial import config
 
 
 def _one_error_line(capsys, *fragments, after_progress=False):
@@ -161,12 +161,12 @@ def test_unreachable_address_fails_fast_and_leaves_no_manifest(tmp_path, capsys)
 
 
 def test_full_disk_is_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
-    from study import tune
+    from study.sweep import tune
 
     def disk_full(study_dir, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(study_dir / "trials" / "x" / "rows.parquet"))
 
-    from study import location
+    from study.storage import location
 
     monkeypatch.setattr(tune, "init_ray", lambda address: None)
     monkeypatch.setattr(location, "check_reachable", lambda study: None)  # needs the Ray this test skips
@@ -178,7 +178,7 @@ def test_full_disk_is_one_line_naming_the_folder(tmp_path, monkeypatch, capsys):
 
 
 def test_full_disk_message_is_only_for_full_disks(tmp_path):
-    from study import paths
+    from study.storage import paths
 
     assert paths.disk_full_message(OSError(errno.EACCES, "denied"), tmp_path) is None
     assert str(tmp_path) in paths.disk_full_message(OSError(errno.ENOSPC, "full"), tmp_path)

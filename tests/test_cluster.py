@@ -147,7 +147,7 @@ def _study(cluster: LoopbackCluster, out: str, *extra: str, timeout: float = 600
 
 
 def _results(location: str) -> pd.DataFrame:
-    from study.location import at
+    from study.storage.location import at
 
     return (at(location) / "results.parquet").read_parquet()
 
@@ -178,7 +178,7 @@ def test_study_on_s3_and_on_a_shared_path_with_a_zero_cpu_head(cluster, s3_env):
 
 
 def test_a_lost_worker_node_resumes_the_trial_at_its_checkpoint_on_a_fresh_node(cluster, s3_env):
-    from study.location import at
+    from study.storage.location import at
 
     worker = cluster.add_worker()
     out = "s3://studies/lost-node"

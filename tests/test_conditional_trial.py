@@ -4,8 +4,8 @@ import jax
 import numpy as np
 import pytest
 
-from study.config import TrialConfig
-from study.trial import run_trial
+from study.trial.config import TrialConfig
+from study.trial.loop import run_trial
 
 # The cheapest setting measured to learn the classes on this 2-core CPU: the tiny preset (8x8,
 # width 1/8, batch 64, 400 D steps) with its Table 1 lr 1e-3, NS + SN, no penalty, ACGAN with the
@@ -20,10 +20,10 @@ CONDITIONAL_SETTING = {"conditioning": "acgan", "acgan_class_weight": 10.0, "nor
 
 def _class_accuracy(config, out_dir, count=500) -> float:
     """The domain classifier's accuracy on the trained G's samples of labels 0..9 repeated."""
-    from study import train as training
-    from study.checkpoint import Checkpoints
     from study.metrics import domain
     from study.metrics.evaluator import default_cache_dir
+    from study.trial import train as training
+    from study.trial.checkpoint import Checkpoints
 
     program = training.get_program(config)
     template = training.init_state(program, config, jax.random.PRNGKey(0))

@@ -3,7 +3,7 @@ import dataclasses
 
 import pytest
 
-from study.config import SCALES, ConfigError, TrialConfig
+from study.trial.config import SCALES, ConfigError, TrialConfig
 
 
 def test_defaults_resolve_from_the_tiny_scale():
@@ -70,7 +70,7 @@ def test_trial_ids_are_pinned_so_a_new_field_does_not_rename_existing_trials():
     """A resumed or merged study finds its trials by id. These ids were published with studies
     run on 2026-12-01 (adam_form included); a field added since must be listed in
     ID_OMITS_AT_DEFAULT (left out of the id at its default) or every existing trial is renamed."""
-    from study import config as config_module
+    from study.trial import config as config_module
 
     assert TrialConfig().trial_id == "43ad82a20732"
     assert TrialConfig(loss="wgan", normalization="none", penalty="none", scale="small").trial_id == "fadf5c8e5f54"

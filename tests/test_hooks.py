@@ -1,10 +1,18 @@
-"""The trial loop's periodic actions (study.hooks), each alone, without training anything."""
+"""The trial loop's periodic actions (study.trial.hooks), each alone, without training anything."""
 import math
 
 import pytest
 
-from study.hooks import (CHECK_EVERY, COLLAPSE_CHECKS, Diverged, DivergenceCheck, PeriodicAction, ProgressLine,
-                         SaveCheckpoint, WriteRow)
+from study.trial.hooks import (
+    CHECK_EVERY,
+    COLLAPSE_CHECKS,
+    Diverged,
+    DivergenceCheck,
+    PeriodicAction,
+    ProgressLine,
+    SaveCheckpoint,
+    WriteRow,
+)
 
 
 def _metrics(d_loss=0.5, grad=1.0, finite=True, g_loss=0.7):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import time
 
-from study.live_report import LiveReport
+from study.sweep.live_report import LiveReport
 
 
 def test_live_report_rebuilds_every_n_and_one_at_a_time(tmp_path):

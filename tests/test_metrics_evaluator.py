@@ -84,7 +84,7 @@ def test_protocol_and_tanh_range(evaluator, cache, real_images):
         assert isinstance(protocol[key], (str, int, float))
     assert protocol["fid_features"] == "none" and protocol["fid_real_samples"] == 300 and evaluator.split == "test"
     # Protocol columns go into every results row beside the config: no name may be a config field.
-    from study.config import TrialConfig
+    from study.trial.config import TrialConfig
 
     assert not set(protocol) & set(TrialConfig.field_names())
     tanh = Evaluator(dataset="digits", split="test", image_size=16, num_samples=300, data_range=(-1.0, 1.0),

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from study import data
-from study.metrics import Evaluator, cache, evaluator as evaluator_module
+from study.metrics import Evaluator, cache
+from study.metrics import evaluator as evaluator_module
 
 CONDITIONAL = evaluator_module.CONDITIONAL_REFERENCE_METRICS
 

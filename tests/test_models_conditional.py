@@ -7,7 +7,7 @@ import pytest
 
 import models
 from models import conditional
-from study.config import ID_OMITS_AT_DEFAULT, ConfigError, TrialConfig
+from study.trial.config import ID_OMITS_AT_DEFAULT, ConfigError, TrialConfig
 
 
 def _gan(**fields):

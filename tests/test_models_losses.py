@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+
 enable_x64 = jax.enable_x64  # context manager (jax.experimental.enable_x64 was removed)
 
 import models

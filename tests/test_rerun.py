@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from search_spaces import rerun
-from study import run
-from study.config import TrialConfig
+from study.sweep import cli as run
+from study.trial.config import TrialConfig
 
 FIELDS = TrialConfig.field_names()
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import search_spaces
-from study.config import TrialConfig
+from study.trial.config import TrialConfig
 
 BASE = {"dataset": "digits", "scale": "tiny", "architecture": "sndcgan"}
 HYPER = ("learning_rate", "penalty_weight", "beta1", "beta2", "discriminator_steps")
@@ -109,7 +109,7 @@ def test_unknown_space_lists_the_known_ones():
 def test_a_conditional_model_is_its_own_arm():
     """Reports group trials by arm: an ACGAN or InfoGAN trial must never share the arm of the
     unconditional GAN with the same loss, normalization and penalty."""
-    from study.config import TrialConfig
+    from study.trial.config import TrialConfig
 
     defaults = {f: getattr(TrialConfig(), f) for f in search_spaces.CONDITIONAL_ARM_DEFAULTS}
     assert defaults == search_spaces.CONDITIONAL_ARM_DEFAULTS

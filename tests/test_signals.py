@@ -11,7 +11,7 @@ import time
 
 import pandas as pd
 
-from study import interrupt
+from study.sweep import interrupt
 
 
 def _start(log: pathlib.Path, *args: str) -> subprocess.Popen:

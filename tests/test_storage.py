@@ -1,4 +1,4 @@
-"""A study's storage (study.location), verified checkpoints, a folder that remembers its
+"""A study's storage (study.storage.location), verified checkpoints, a folder that remembers its
 configuration, damaged rows, a study that loses a trial, and a resume that unpickles nothing."""
 import json
 import os
@@ -10,13 +10,12 @@ import sys
 import jax.numpy as jnp
 import pandas as pd
 import pytest
-
 from processes import moto_server_command, s3_server
 
-from study import store
-from study.checkpoint import Checkpoints, state_digest, steps_to_keep
-from study.config import TrialConfig
-from study.location import StorageError, at
+from study.storage import store
+from study.storage.location import StorageError, at
+from study.trial.checkpoint import Checkpoints, state_digest, steps_to_keep
+from study.trial.config import TrialConfig
 
 MOTO = moto_server_command()
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -127,7 +126,7 @@ def _config(**changes):
 
 
 def test_a_folder_holding_another_config_is_refused_naming_the_fields(tmp_path):
-    from study.trial import TrialFolderMismatch, run_trial
+    from study.trial.loop import TrialFolderMismatch, run_trial
 
     (tmp_path / "config.json").write_text(json.dumps(_config(learning_rate=0.001).to_dict()))
     with pytest.raises(TrialFolderMismatch, match=r"learning_rate=0\.001 there, 0\.0002 now"):
@@ -189,7 +188,9 @@ def _smoke_configs():
 
 def test_a_study_missing_a_trial_exits_nonzero_and_reports_it_failed(tmp_path, monkeypatch, capsys):
     from search_spaces import arm_name
-    from study import location, run, tune
+    from study.storage import location
+    from study.sweep import cli as run
+    from study.sweep import tune
 
     configs = _smoke_configs()
 

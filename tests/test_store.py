@@ -1,8 +1,8 @@
 """The results store: rows keyed by (trial, step), atomic files, failures as rows."""
 import pandas as pd
 
-from study import store
-from study.config import TrialConfig
+from study.storage import store
+from study.trial.config import TrialConfig
 
 
 def test_rows_replace_by_step_and_merge_without_duplicates(tmp_path):

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from processes import kill_tree
 
-from study.config import TrialConfig
+from study.trial.config import TrialConfig
 
 # The `ray` command of the interpreter running the tests (the venv's bin/ need not be on PATH).
 RAY = shutil.which("ray", path=os.path.dirname(sys.executable)) or shutil.which("ray")

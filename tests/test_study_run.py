@@ -7,8 +7,8 @@ import sys
 import pandas as pd
 import pytest
 
-from study import run
-from study.config import TrialConfig
+from study.sweep import cli as run
+from study.trial.config import TrialConfig
 
 
 def _run_cli(*args, timeout=600):

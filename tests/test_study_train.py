@@ -5,8 +5,8 @@ import numpy as np
 import optax
 import pytest
 
-from study import train as training
-from study.config import TrialConfig
+from study.trial import train as training
+from study.trial.config import TrialConfig
 
 BASE = {"scale": "tiny", "penalty": "none", "penalty_weight": 0.0, "batch_size": 8, "train_steps": 20,
         "eval_every": 10}

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from study.config import TrialConfig
-from study.trial import run_trial
+from study.trial.config import TrialConfig
+from study.trial.loop import run_trial
 
 # NS + SN, no penalty, the smallest useful trial: 2 evaluations of 100 samples.
 SMALL = {"penalty": "none", "penalty_weight": 0.0, "train_steps": 20, "eval_every": 10, "eval_samples": 100,
@@ -96,7 +96,7 @@ def test_trial_cli_prints_final_json_and_rejects_bad_fields(tmp_path):
 def test_metric_names_never_collide_with_config_fields():
     import jax
 
-    from study import train as training
+    from study.trial import train as training
 
     config = TrialConfig.from_dict({**SMALL, "penalty": "gp", "penalty_weight": 1.0, "batch_size": 8})
     program = training.get_program(config)
@@ -127,8 +127,8 @@ def tiny_recommended(tmp_path_factory):
     untrained generator."""
     import jax
 
-    from study import train as training
     from study.metrics import Evaluator
+    from study.trial import train as training
 
     config = TrialConfig.from_dict({"normalization": "spectral", "penalty": "gp", "penalty_weight": 1.0,
                                     "learning_rate": 1e-3, "beta1": 0.5, "beta2": 0.9,
@@ -170,7 +170,7 @@ def _strict_json(line: str) -> dict:
 
 def test_trial_cli_prints_the_same_strict_json_when_it_resumes_a_finished_trial(tmp_path, capsys):
     # A resumed trial reports its stored row: fid went through parquet as NaN, not None.
-    from study.trial import main
+    from study.trial.cli.cli import main
 
     args = [f"{key}={value}" for key, value in SMALL.items()] + [f"out={tmp_path}"]
     assert main(args) == 0

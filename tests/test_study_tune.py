@@ -4,15 +4,16 @@ import collections
 import pandas as pd
 import pytest
 
-from study import store, tune
-from study.config import TrialConfig
-from study.train import program_key
+from study.storage import store
+from study.sweep import tune
+from study.trial.config import TrialConfig
+from study.trial.train import program_key
 
 
 def _table1_trials():
     import argparse
 
-    from study import run
+    from study.sweep import cli as run
 
     args = run.build_parser().parse_args(["--space", "table1", "--dry-run"])
     _, _, trials = run.plan_trials(args)

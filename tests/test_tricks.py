@@ -10,8 +10,8 @@ import pytest
 
 from models.layers import minibatch_stddev
 from models.losses import make_loss
-from study import train as training
-from study.config import ID_OMITS_AT_DEFAULT, ConfigError, TrialConfig
+from study.trial import train as training
+from study.trial.config import ID_OMITS_AT_DEFAULT, ConfigError, TrialConfig
 
 TRICK_FIELDS = ("label_smoothing", "label_flip_probability", "instance_noise_std", "instance_noise_anneal_steps",
                 "latent_distribution", "discriminator_optimizer", "discriminator_sgd_momentum",

@@ -8,7 +8,8 @@ import sys
 import urllib.request
 
 from study import data
-from study.data import celebahq, cifar10, lsun, storage
+from study.data import celebahq, cifar10, lsun, storage, throughput
+from study.storage.paths import check_output_dir, disk_full_message
 
 PREPARERS = {"cifar10": cifar10.prepare, "celebahq128": celebahq.prepare, "lsun_bedroom": lsun.prepare}
 PREPARE_HINTS = {"cifar10": cifar10.PREPARE_HINT, "celebahq128": celebahq.PREPARE_HINT,
@@ -94,7 +95,6 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command in ("prepare", "download") and args.data_dir is not None:
-            from study.paths import check_output_dir
 
             try:
                 check_output_dir(args.data_dir, "--to")
@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "download":
             _download(args.name, args.data_dir)
         elif args.command == "bench":
-            from study.data import throughput
 
             throughput.run(batch_size=args.batch_size, count_per_step=args.count_per_step, seconds=args.seconds, directory=args.dir)
     except data.DataError as error:
@@ -118,7 +117,6 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:
         message = None
         if args.command in ("prepare", "download"):
-            from study.paths import disk_full_message
 
             message = disk_full_message(error, storage.data_root(args.data_dir))
         if message is None:

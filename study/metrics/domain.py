@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from study import data
 from study.metrics import cache
 
 CODE_VERSION = "domain-cnn-v1"
@@ -86,14 +87,12 @@ def _checksum(params) -> str:
 
 def digits_labels(split: str) -> np.ndarray:
     """Class labels [N] of study.data's digits split, in its image order."""
-    from study import data
 
     return np.asarray(data.labels("digits", split))
 
 
 def _train_digits(image_size: int, log) -> tuple[dict, float, float]:
     """Trains the digits classifier; returns (params, test accuracy, seconds)."""
-    from study import data
 
     started = time.perf_counter()
     train_x = np.asarray(data.load("digits", "train", image_size), np.float32) / 255.0

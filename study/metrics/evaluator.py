@@ -51,7 +51,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from study import data
 from study.metrics import cache, conditional, domain, frechet, scores, two_sample
+from study.metrics import inception as inception_lib
 
 REFERENCE_KINDS = ("floor", "noise", "mean_image")
 # Metrics that get reference points: the FID-like ones and the label-based ones.
@@ -118,7 +120,6 @@ class Evaluator:
         pr_k: int = 3,
         log: Callable[[str], None] | None = None,
     ):
-        from study import data
 
         log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         info = data.info(dataset)
@@ -156,7 +157,6 @@ class Evaluator:
         del extractor_apply
 
         self.inception = None
-        from study.metrics import inception as inception_lib
 
         weights_path = inception_lib.find_weights(inception_weights, self.cache_dir)
         if weights_path is None:
@@ -182,7 +182,7 @@ class Evaluator:
             "fid_real_samples": self.num_samples,
             "fid_fake_samples": self.num_samples,
             # No "fid_split": the split is the trial config's fid_split column, and protocol keys
-            # are merged into rows beside the config (a duplicate key fails the row, study.store).
+            # are merged into rows beside the config (a duplicate key fails the row, study.storage.store).
             "fid_domain_features": self.domain.name,
             "fid_domain_checksum": self.domain.checksum[:16],
             "fid_domain_test_accuracy": float(self.domain.test_accuracy) if self.domain.test_accuracy is not None else float("nan"),
@@ -215,7 +215,6 @@ class Evaluator:
         """The three reference sets, float32 [num_samples, H, W, C] in [0, 1]:
         floor (the first num_samples train images, or all when the train split is smaller),
         noise (uniform, seed NOISE_SEED), mean_image (the mean train image, repeated)."""
-        from study import data
 
         train = np.asarray(data.load(self.dataset, "train", self.image_size)).astype(np.float32) / 255.0
         shape = (self.num_samples, self.image_size, self.image_size, self.channels)
@@ -369,7 +368,6 @@ class Evaluator:
         self.protocol.update(self._conditional_protocol)
 
     def _compute_conditional_references(self) -> dict[str, np.ndarray]:
-        from study import data
 
         unit_domain = jax.jit(lambda params, x: _domain_apply(params, x))
         sets = self.reference_images()

@@ -41,7 +41,8 @@ import models
 import models.conditional
 import models.layers
 from models.conditional import split_output
-from study.config import TrialConfig
+from study import data
+from study.trial.config import TrialConfig
 
 PyTree = Any
 
@@ -134,7 +135,6 @@ def pad_batches(real_batches: jnp.ndarray, slots: int) -> jnp.ndarray:
 
 
 def image_shape(config: TrialConfig) -> tuple[int, int, int]:
-    from study import data
 
     return (config.image_size, config.image_size, data.info(config.dataset).channels)
 
@@ -295,7 +295,6 @@ def build_program(config: TrialConfig, slots: int | None = None) -> Program:
 
     slots: real-batch slots per train_step call (default `batch_slots(config)`).
     """
-    from study import data
 
     gan = models.build(config, image_shape(config), data.info(config.dataset).num_classes)
     condition = gan.condition  # labels / InfoGAN codes; inactive for the paper's GANs

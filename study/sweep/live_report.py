@@ -14,6 +14,8 @@ import pathlib
 import subprocess
 import sys
 
+from study.storage import store
+
 # A report build of a 144-trial, 8-arm study took 19-22 s of one core on the shared 2-core
 # machine (synthetic table1-sized study, build_report timed). Every 36 ended trials = 3 builds
 # during a 144-trial study (~60 CPU-s of ~1,500 in a 12.5-minute study on 2 cores, ~4%, at
@@ -38,7 +40,6 @@ class LiveReport:
         build is running; returns whether one started."""
         if done - self.built_at < self.every or self.running():
             return False
-        from study import store
 
         try:
             store.collect(self.study_dir)

@@ -2,7 +2,7 @@
 
 Orbax writes each checkpoint into a temporary directory and renames it when complete,
 so a kill mid-write leaves no half checkpoint in the listing. Orbax writes to a local
-folder; when the trial's storage is remote (s3://, gs://, see study.location) that
+folder; when the trial's storage is remote (s3://, gs://, see study.storage.location) that
 folder is a scratch copy on the worker and every saved step is uploaded to
 `TRIAL/checkpoints/<step>` in the storage, so a retried trial on another node finds it.
 
@@ -27,7 +27,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from study.location import Location, at
+from study.storage.location import Location, at
 
 KEEP_POLICIES = ("final", "none", "all")
 COMMITTED = ".committed"  # `<step>.committed` beside an uploaded step: its upload is complete

@@ -17,26 +17,17 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from study.config import TrialConfig
-from study.location import Location, at
-
-ROWS_FILE = "rows.parquet"
-CONFIG_FILE = "config.json"
-RESULTS_FILE = "results.parquet"
-TRIALS_DIR = "trials"
-
-METRIC_COLUMNS = (
-    "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain", "precision", "recall",
-    "precision_domain", "recall_domain", "ms_ssim", "d_loss", "g_loss",
-    "classes_covered_domain", "mode_score_domain", "am_score_domain",
-    # issue 18: two-sample test and within-class diversity (every evaluation), conditional scores
-    "m_is", "m_is_domain", "one_nn_accuracy", "one_nn_real_accuracy", "one_nn_fake_accuracy",
-    "one_nn_accuracy_domain", "one_nn_real_accuracy_domain", "one_nn_fake_accuracy_domain",
-    "gan_test_domain", "gan_train_domain", "fid_domain_class_mean", "fid_domain_class_max", "fid_domain_classes",
+from study.schema import (  # noqa: F401 (the store's names)
+    CONFIG_FIELDS,
+    CONFIG_FILE,
+    METRIC_COLUMNS,
+    REFERENCE_KINDS,
+    RESULTS_FILE,
+    ROWS_FILE,
+    STATUSES,
+    TRIALS_DIR,
 )
-# Reference points of the evaluator (study.metrics.evaluator): `<metric>_ref_<kind>` protocol columns.
-REFERENCE_KINDS = ("floor", "noise", "mean_image")
-STATUSES = ("running", "completed", "diverged", "failed")
+from study.storage.location import Location, at
 
 
 def write_parquet_atomic(frame: pd.DataFrame, path: "pathlib.Path | Location") -> None:
@@ -80,7 +71,7 @@ def _normalize(frame: pd.DataFrame) -> pd.DataFrame:
 
 class TrialRows:
     """The rows of one trial, kept in memory and mirrored to `trial_dir/rows.parquet`
-    (a local folder or any study storage, see study.location).
+    (a local folder or any study storage, see study.storage.location).
 
     A rows file that cannot be read (truncated, garbled) is not fatal: the trial starts
     with no rows, `damaged` is True (its caller then discards checkpoints the lost rows
@@ -88,7 +79,7 @@ class TrialRows:
     """
 
     def __init__(self, trial_dir: "pathlib.Path | str | Location", identity: Mapping[str, Any],
-                 config: TrialConfig):
+                 config):  # a study.trial.config.TrialConfig (.trial_id, .to_dict())
         self.location = at(trial_dir) / ROWS_FILE
         self.fixed = {**identity, "trial_id": config.trial_id, **config.to_dict()}
         self.rows: dict[int, dict[str, Any]] = {}
@@ -221,7 +212,7 @@ def collect(study_dir: "pathlib.Path | str | Location") -> pd.DataFrame:
         frame = frame.drop_duplicates(subset=["trial_id", "step"], keep="last")
         frame = frame.sort_values(["trial_id", "step"]).reset_index(drop=True)
     else:
-        frame = pd.DataFrame(columns=["study", "trial_id", "step", *TrialConfig.field_names()])
+        frame = pd.DataFrame(columns=["study", "trial_id", "step", *CONFIG_FIELDS])
     frame = _normalize(frame)
     (study / RESULTS_FILE).write_parquet(frame)
     return frame
@@ -266,18 +257,18 @@ def repair_from_results(study_dir: "pathlib.Path | str | Location") -> list[str]
     return repaired
 
 
-def mark_missing(study_dir: "pathlib.Path | str | Location", planned: Iterable[Mapping[str, Any]],
+def mark_missing(study_dir: "pathlib.Path | str | Location", planned: Iterable[Any],
                  identity: Mapping[str, Any], arm_of=None) -> list[str]:
-    """Gives every planned trial that has no final row a `failed` final row with the
-    reason, so a lost trial is a counted failure, never a silent gap. Returns their ids."""
+    """Gives every planned trial (a TrialConfig) that has no final row a `failed` final row
+    with the reason, so a lost trial is a counted failure, never a silent gap. `arm_of`:
+    config dict -> arm label. Returns their ids."""
     study = at(study_dir)
     missing = []
-    for trial in planned:
-        config = TrialConfig.from_dict(trial)
+    for config in planned:
         trial_dir = study / TRIALS_DIR / config.trial_id
         if read_final(trial_dir) is not None:
             continue
-        ident = {**identity, **({"arm": arm_of(trial)} if arm_of else {})}
+        ident = {**identity, **({"arm": arm_of(config.to_dict())} if arm_of else {})}
         try:
             rows = TrialRows(trial_dir, ident, config)
         except Exception:  # unreadable storage: nothing more to record than the failure

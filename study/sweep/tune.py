@@ -2,8 +2,8 @@
 
 Grid and random spaces are expanded (seeded) into explicit trial lists and handed to
 Ray as one `grid_search` axis, so Ray schedules, retries and resumes them; Bayesian
-spaces are driven by `study.bayes`'s Ax searcher. Every Ray trial runs
-`study.trial.run_trial` for one configuration, or for `pack` configurations that
+spaces are driven by `study.sweep.bayes`'s Ax searcher. Every Ray trial runs
+`study.trial.loop.run_trial` for one configuration, or for `pack` configurations that
 share one compiled program, one after another in the same process.
 """
 from __future__ import annotations
@@ -18,14 +18,22 @@ import sys
 import time
 from typing import Any, Mapping, Sequence
 
-from study import runtime, store
-from study.location import Location, at
+from search_spaces import arm_name
+from study import runtime
+from study.runtime import configure_jax
+from study.schema import MANIFEST_FILE
+from study.storage import store
+from study.storage.location import Location, at
+from study.sweep import interrupt
+from study.trial.config import TrialConfig
+from study.trial.loop import run_trial
+from study.trial.train import program_key
 
 # Before anything in this process imports ray (Ray reads RAY_DEDUP_LOGS at import).
 runtime.configure_ray_driver()
 
 RAY_DIR_NAME = "ray"
-MANIFEST = "manifest.json"
+MANIFEST = MANIFEST_FILE  # the study manifest (study.schema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,8 +103,6 @@ def pack_trials(trials: Sequence[Mapping[str, Any]], pack: int) -> list[list[dic
     program's second, so concurrent slots compile different programs and a program's
     later packs find it in the persistent compilation cache.
     """
-    from study.config import TrialConfig
-    from study.train import program_key
 
     if not isinstance(pack, int) or pack < 1:
         raise ValueError(f"--pack={pack} is not allowed; it must be >= 1 or 'auto'")
@@ -139,9 +145,6 @@ def trainable(params: dict[str, Any]) -> None:
     """
     from ray import tune
 
-    from study.config import TrialConfig
-    from study.runtime import configure_jax
-    from study.trial import run_trial
 
     configure_jax()
     study_dir = at(params["study_dir"])
@@ -170,7 +173,6 @@ def trainable(params: dict[str, Any]) -> None:
 
 
 def _arm(trial: Mapping[str, Any]) -> str:
-    from search_spaces import arm_name
 
     return arm_name(trial)
 
@@ -310,14 +312,14 @@ def _hardware() -> dict[str, Any]:
 
 
 def read_manifest(study_dir: "pathlib.Path | str | Location") -> dict[str, Any]:
-    path = at(study_dir) / MANIFEST
+    path = at(study_dir) / MANIFEST_FILE
     return path.read_json() if path.exists() else {}
 
 
 def write_manifest(study_dir: "pathlib.Path | str | Location", **fields: Any) -> dict[str, Any]:
     manifest = read_manifest(study_dir)
     manifest.update(fields)
-    (at(study_dir) / MANIFEST).write_json(manifest)
+    (at(study_dir) / MANIFEST_FILE).write_json(manifest)
     return manifest
 
 
@@ -441,7 +443,6 @@ def run_grid(
         ),
         run_config=run_config,
     )
-    from study import interrupt
 
     with interrupt.tune_fit():  # a stop signal under study.run's guard: Ray saves, then Interrupted
         tuner.fit()

@@ -1,13 +1,13 @@
 """The trial loop's side effects as small periodic actions (the shape of clu.periodic_actions).
 
-`study.trial.run_trial` is a short loop: one train step, then the actions. Each action
+`study.trial.loop.run_trial` is a short loop: one train step, then the actions. Each action
 decides from the step whether it is due, does one thing, and writes only through the
-trial's storage (study.location), so each is testable alone:
+trial's storage (study.storage.location), so each is testable alone:
 
     DivergenceCheck   every CHECK_EVERY train-step calls and at every evaluation: ends
                       the trial (Diverged) on non-finite values or a collapsed D
     WriteSamples      at every evaluation: the 8x8 sample grid, per step and latest
-    WriteRow          at every evaluation: the results row (study.store.TrialRows)
+    WriteRow          at every evaluation: the results row (study.storage.store.TrialRows)
     SaveCheckpoint    at every evaluation, after the row: state + verified digest,
                       then the storage budget (latest and best kept)
     ProgressLine      at every evaluation: one plain progress line
@@ -94,7 +94,7 @@ class WriteSamples(PeriodicAction):
 
 
 class WriteRow(PeriodicAction):
-    """The evaluation's results row, into the trial's rows (study.store.TrialRows)."""
+    """The evaluation's results row, into the trial's rows (study.storage.store.TrialRows)."""
 
     def __init__(self, every_steps: int, last_step: int, rows):
         super().__init__(every_steps, last_step)

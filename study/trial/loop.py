@@ -4,30 +4,28 @@
 
 runs one trial in-process without Ray: progress on stderr; the last stdout line is one
 JSON object with the final metrics. Run it again with the same `out=` after a kill and
-it resumes from the latest checkpoint. The Ray trainable (study.tune) calls the same
+it resumes from the latest checkpoint. The Ray trainable (study.sweep.tune) calls the same
 `run_trial`.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import pathlib
 import sys
 import time
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from study.config import ConfigError, TrialConfig
-
-if TYPE_CHECKING:
-    from study.location import Location
-
-# The divergence rules and the loop's other periodic side effects live in study.hooks.
-from study.hooks import (CHECK_EVERY, COLLAPSE_CHECKS, COLLAPSE_D_LOSS, COLLAPSE_GRAD_NORM,  # noqa: F401
-                         Diverged, DivergenceCheck, ProgressLine, SaveCheckpoint, WriteRow, WriteSamples)
-from study.hooks import to_host as _to_host  # noqa: F401
+from study import data
+from study.data.pipeline import BatchStream, Prefetcher
+from study.metrics import Evaluator
+from study.storage import store
+from study.storage.location import Location, at
+from study.trial import train as training
+from study.trial.checkpoint import Checkpoints
+from study.trial.config import ConfigError, TrialConfig
+from study.trial.hooks import Diverged, DivergenceCheck, ProgressLine, SaveCheckpoint, WriteRow, WriteSamples
 
 SAMPLE_GRID = 8  # an 8x8 grid of evaluation samples per evaluation
 
@@ -78,7 +76,6 @@ class TrialFolderMismatch(ConfigError):
 def check_folder_config(config: TrialConfig, trial_dir: "Location") -> None:
     """Refuses a trial folder whose recorded config.json differs from `config`: resuming
     there would continue another configuration's checkpoint and mix its rows."""
-    from study import store
 
     recorded_at = trial_dir / store.CONFIG_FILE
     if not recorded_at.exists():
@@ -121,22 +118,16 @@ def run_trial(
 ) -> dict[str, Any]:
     """Trains and evaluates one configuration; resumes from `out_dir`'s latest checkpoint.
 
-    `out_dir` is a local folder or any study storage (s3://..., see study.location): the
-    trial writes `rows.parquet` (one row per evaluation, see study.store), sample grids
+    `out_dir` is a local folder or any study storage (s3://..., see study.storage.location): the
+    trial writes `rows.parquet` (one row per evaluation, see study.storage.store), sample grids
     and checkpoints (at every evaluation, verified on restore, kept per
-    `keep_checkpoints`, see study.checkpoint) there, so a retry on any node resumes.
+    `keep_checkpoints`, see study.trial.checkpoint) there, so a retry on any node resumes.
     Returns the final row. A diverged trial returns normally with status "diverged";
     other errors are recorded as status "failed" with their reason and re-raised. A
     folder holding another configuration is refused (TrialFolderMismatch).
     """
     import jax
 
-    from study import data, store
-    from study import train as training
-    from study.checkpoint import Checkpoints
-    from study.data.pipeline import BatchStream, Prefetcher
-    from study.location import at
-    from study.metrics import Evaluator
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     location = at(out_dir)
@@ -180,7 +171,7 @@ def run_trial(
         span_start = time.perf_counter()
         calls = 0
         compile_seconds = None
-        # The loop's side effects, each a small periodic action (study.hooks).
+        # The loop's side effects, each a small periodic action (study.trial.hooks).
         every, last = config.eval_every, config.train_steps
         divergence = DivergenceCheck()
         hooks_rows = WriteRow(every, last, rows)
@@ -279,85 +270,3 @@ def run_trial(
         if checkpoints is not None:
             checkpoints.close()
     return {**rows.rows[max(rows.rows)], "best_score": rows.best}
-
-
-def parse_overrides(pairs: list[str]) -> tuple[dict[str, str], str | None]:
-    """(field values, out) of `KEY=VALUE` arguments.
-
-    A key given twice is refused (last-wins would silently drop the first value), and
-    `out=` must name a folder that can be written: one-line ConfigErrors, before any work.
-    """
-    from study.paths import check_output_dir
-
-    values: dict[str, str] = {}
-    out = None
-    seen: dict[str, str] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"argument {pair!r} is not KEY=VALUE; fields: {', '.join(TrialConfig.field_names())}")
-        key, value = pair.split("=", 1)
-        if key in seen:
-            raise ConfigError(f"{key} is given twice ({key}={seen[key]!r} and {key}={value!r}); give it once")
-        seen[key] = value
-        if key == "out":
-            try:
-                check_output_dir(value, "out=")
-            except ValueError as error:
-                raise ConfigError(str(error)) from None
-            out = value
-        else:
-            values[key] = value
-    return values, out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m study.trial",
-        description="Run one trial in-process (no Ray) for debugging a configuration. Arguments are "
-                    "TrialConfig fields as KEY=VALUE, plus out=DIR (default: a new folder under studies/trials/). "
-                    "Progress goes to stderr; the last stdout line is a JSON object with the final metrics.",
-        epilog="fields: " + ", ".join(TrialConfig.field_names()),
-    )
-    parser.add_argument("assignments", nargs="*", metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    try:
-        values, out = parse_overrides(args.assignments)
-        config = TrialConfig.from_dict(values, coerce_strings=True)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    from study.runtime import configure_jax
-
-    configure_jax()
-    out_dir = pathlib.Path(out or f"studies/trials/{config.trial_id}")
-    try:
-        final = run_trial(config, out_dir, identity={"study": "trial", "search": "explicit", "round": 0})
-    except TrialFolderMismatch as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume", file=sys.stderr)
-        return 130
-    summary = {k: final.get(k) for k in ("trial_id", "step", "status", "diverged", "error", "score", "best_score",
-                                         "fid", "fid_domain", "kid", "kid_domain", "is", "is_domain",
-                                         "d_loss", "g_loss", "images_per_s", "device_seconds")}
-    summary["out"] = str(out_dir)
-    print(json.dumps({k: _json_value(v) for k, v in summary.items()}, allow_nan=False))
-    return 0
-
-
-def _json_value(value: Any) -> Any:
-    """A summary value as strict JSON: a missing or non-finite number (None in a fresh run's
-    row, NaN once the row went through parquet on resume) is null, numpy scalars are plain
-    Python, anything else unknown is its str."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return str(value)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ Two layers:
   `propose_round()` -> the next round's `Proposal`s, `complete(index, objective)`,
   `to_state()` / `from_state()` (JSON-safe; `save` / `load` write it atomically).
 * `run_bayesian` — the thin Ray Tune layer used by `study.run`: one `Tuner` per round
-  over all arms' proposals of that round, each proposal one `study.tune.trainable` trial.
+  over all arms' proposals of that round, each proposal one `study.sweep.tune.trainable` trial.
 
 Acquisition: Ax 1.3.1's default generation strategy ("fast"): quasi-random Sobol for
 the first round (`initialization_budget = round_size`, seeded), then Ax's Modular
@@ -50,7 +50,12 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 import search_spaces
-from search_spaces import WEIGHTED_PENALTIES, Choice, Range, Space
+from search_spaces import WEIGHTED_PENALTIES, Choice, Range, Space, arm_name
+from study.storage import store
+from study.storage.location import Location, at
+from study.sweep import interrupt, tune
+from study.sweep.tune import _arm, _report_metrics
+from study.trial.config import TrialConfig
 
 ADAM_BETA_MAX = 0.999
 BETA_PARAMETERS = ("beta1", "beta2")
@@ -154,7 +159,6 @@ def _is_finite(value: Any) -> bool:
 
 
 def _write_json_atomic(data: Any, path: Any) -> None:
-    from study.location import Location
 
     if isinstance(path, Location) and not path.is_local:
         path.write_text(json.dumps(data, sort_keys=True))  # one PUT: atomic on an object store
@@ -393,7 +397,6 @@ class RoundOptimizer:
 
     @classmethod
     def load(cls, path: Any, space: Space) -> "RoundOptimizer":
-        from study.location import at
 
         try:
             state = json.loads(at(path).read_text())
@@ -420,17 +423,13 @@ def synthetic_objective(params: Mapping[str, Any]) -> float:
 
 
 def synthetic_trainable(params: dict[str, Any]) -> None:
-    """A Ray trainable with `study.tune.trainable`'s contract that trains nothing: it writes
+    """A Ray trainable with `study.sweep.tune.trainable`'s contract that trains nothing: it writes
     the trial's rows (two evaluations scored by `synthetic_objective`, the second worse)
     and reports them. `learning_rate` >= 9e-3 "diverges" with no finite score, to exercise
     the penalty path. For tests and benchmarks of the searcher."""
     from ray import tune as ray_tune
 
-    from study import store
-    from study.config import TrialConfig
-    from study.tune import _arm, _report_metrics
 
-    from study.location import at
 
     study_dir = at(params["study_dir"])
     identity = dict(params.get("identity", {}))
@@ -455,9 +454,7 @@ def trial_outcome(study_dir: pathlib.Path, trial_id: str) -> tuple[str, float] |
     not finished. objective: the min finite score over its evaluations, NaN if none."""
     import pandas as pd
 
-    from study import store
 
-    from study.location import at
 
     ended = store.read_final(at(study_dir) / store.TRIALS_DIR / trial_id)
     if ended is None or ended[1]["status"] not in ("completed", "diverged", "failed"):
@@ -469,7 +466,6 @@ def trial_outcome(study_dir: pathlib.Path, trial_id: str) -> tuple[str, float] |
 
 
 def _parse_overrides(pairs: Sequence[str], searched: set[str]) -> dict[str, str]:
-    from study.config import TrialConfig
 
     fields = TrialConfig.field_names()
     values = {}
@@ -488,14 +484,12 @@ def _parse_overrides(pairs: Sequence[str], searched: set[str]) -> dict[str, str]
 def trial_dict(arm: Mapping[str, Any], params: Mapping[str, Any], overrides: Mapping[str, str],
                seed: int = 0) -> dict[str, Any]:
     """Arm fields + proposed point + --set overrides + seed, validated and fully resolved."""
-    from study.config import TrialConfig
 
     return TrialConfig.from_dict({**arm, **params, **overrides, "seed": seed}, coerce_strings=True).to_dict()
 
 
 def state_path(study_dir: Any, arm: Mapping[str, Any]):
-    """The arm's optimizer state in the study's storage (a study.location.Location)."""
-    from study.location import at
+    """The arm's optimizer state in the study's storage (a study.storage.location.Location)."""
 
     return at(study_dir) / BAYES_DIR / f"{arm_key(arm)}.json"
 
@@ -517,10 +511,8 @@ def run_bayesian(study_dir: pathlib.Path, space: Space, arms: Sequence[Mapping[s
     import ray  # noqa: F401  (fail early with Ray's own message if missing)
     from ray import tune as ray_tune
 
-    from study import store, tune
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    from study.location import at
 
     study_dir = at(study_dir)
     if not arms:
@@ -593,7 +585,6 @@ class _Stderr:
 
 
 def _trial_id(trial: Mapping[str, Any]) -> str:
-    from study.config import TrialConfig
 
     return TrialConfig.from_dict(trial).trial_id
 
@@ -602,7 +593,6 @@ def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, 
                retries, storage_path) -> None:
     from ray import tune as ray_tune
 
-    from study import store, tune
 
     def feed(trial_id: str) -> str | None:
         """Feeds a finished trial's objective to its arm's optimizer; returns the arm's key
@@ -621,7 +611,6 @@ def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, 
     # without a finished outcome (each resumes from its own checkpoints), so Ray's own
     # experiment state is never needed to continue.
     attempt = 0
-    from study.location import at
 
     taken = set(at(storage_path).children())
     while f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}" in taken:
@@ -646,15 +635,13 @@ def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, 
             callbacks=[tune._progress_callback(progress)], verbose=0,
         ),
     )
-    from study import interrupt
 
     with interrupt.tune_fit():  # an interrupted round raises: its unfinished trials are not fed as failures
         tuner.fit()
     # A trial whose rows never reached the storage (a lost node, Ray gave up) gets a failed
     # final row with the reason, as in a grid study, and counts as missing (exit status 3).
-    from search_spaces import arm_name
 
-    lost = store.mark_missing(study_dir, [trial for _, _, trial in to_run.values()],
+    lost = store.mark_missing(study_dir, [TrialConfig.from_dict(trial) for _, _, trial in to_run.values()],
                               {**identity, "round": round_index}, arm_of=arm_name)
     if lost:
         missing = tune.read_manifest(study_dir).get("trials_missing") or []

@@ -18,6 +18,10 @@ import json
 import math
 from typing import Any, Mapping
 
+import models
+from models.losses import AUTOENCODER_LOSSES
+from study import data
+
 
 class ConfigError(ValueError):
     """A bad configuration value. The message is one line: field, value, what is allowed."""
@@ -62,7 +66,7 @@ def paper_train_steps(architecture: str, dataset: str) -> int:
     return 200_000
 
 
-ADAM_FORMS = ("tf", "optax")  # study.train.ADAM_FORMS implements them
+ADAM_FORMS = ("tf", "optax")  # study.trial.train.ADAM_FORMS implements them
 LATENT_DISTRIBUTIONS = ("uniform", "normal")  # z ~ U[-1, 1]^z_dim (the paper) | N(0, I)
 DISCRIMINATOR_OPTIMIZERS = ("adam", "sgd")
 LABEL_LOSSES = ("ns", "mm")  # losses with sigmoid cross-entropy targets: label smoothing / flips apply
@@ -196,7 +200,6 @@ class TrialConfig:
 
     # ------------------------------------------------------------------ validation
     def __post_init__(self) -> None:
-        from study import data  # dataset metadata only; loads no images
 
         for name in _CHOICE_FIELDS:
             _check_choice(name, getattr(self, name), _choices(name))
@@ -258,7 +261,6 @@ class TrialConfig:
                 f"eval_samples={self.eval_samples} is larger than the {self.dataset} {self.fid_split} split "
                 f"({info.split_size(self.fid_split)} images)"
             )
-        import models  # the registries; an architecture checks the shapes it supports
 
         try:
             models.check(self)
@@ -298,8 +300,6 @@ class TrialConfig:
     def _check_conditioning(self, info) -> None:
         """Conditioning needs a labelled dataset; InfoGAN's codes are >= 2 categories; BEGAN's
         auto-encoder D has no conditional form here, and labels plus InfoGAN codes are not combined."""
-        from models.losses import AUTOENCODER_LOSSES
-        from study import data
 
         _check_choice("conditioning", self.conditioning, _choices("conditioning"))
         if self.conditioning != "none" and info.num_classes == 0:
@@ -376,13 +376,11 @@ def value_before_field_existed(name: str) -> Any:
 
 
 def _choices(name: str) -> list[str]:
-    from study import data
 
     if name == "scale":
         return list(SCALES)
     if name == "dataset":
         return data.names()
-    import models
 
     if name == "conditioning":
         return models.CONDITIONINGS.names()

@@ -9,10 +9,15 @@ grayscale repeated to 3 channels). Prints the FID (standard FID Inception pool3 
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import sys
 
+import jax.numpy as jnp
 import numpy as np
+from PIL import Image
+
+from study.metrics import frechet, inception
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
@@ -21,8 +26,6 @@ def load_images(path: str) -> np.ndarray:
     """uint8 [N, H, W, C] from a folder of images or a .npy/.npz array."""
     p = pathlib.Path(path)
     if p.is_dir():
-        from PIL import Image
-
         files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -59,8 +62,6 @@ def load_images(path: str) -> np.ndarray:
 
 def _check_features_out(path: str) -> None:
     """--features-out must be writable before minutes of feature extraction, not after."""
-    import os
-
     target = pathlib.Path(path).expanduser()
     if target.is_dir():
         raise ValueError(f"--features-out {path} is a folder; give a .npy file path")
@@ -73,8 +74,6 @@ def _check_features_out(path: str) -> None:
 
 def pool3_features(images: np.ndarray, network, batch_size: int) -> np.ndarray:
     """[N, 2048] float32 pool3 features of uint8 images, in fixed-shape batches (last one padded)."""
-    import jax.numpy as jnp
-
     apply = network.features_fn()
     out = []
     for start in range(0, len(images), batch_size):
@@ -96,8 +95,6 @@ def main(argv=None) -> int:
     parser.add_argument("--resize", default="tf", choices=["tf", "torch"], help="tf: TF1 resize (paper); torch: pytorch-fid")
     parser.add_argument("--batch-size", type=int, default=50)
     args = parser.parse_args(argv)
-    from study.metrics import frechet, inception
-
     try:
         if args.batch_size < 1:
             raise ValueError(f"--batch-size={args.batch_size} not allowed; need >= 1")

@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -205,8 +206,6 @@ def _best_arms(curves: pd.DataFrame, max_arms: int) -> list[str]:
 def ablation_heatmap(table: pd.DataFrame, path: pathlib.Path) -> pathlib.Path:
     """Heat-map of the median-score difference of each switch vs the default (rows: switch,
     columns: ablation context)."""
-    import seaborn as sns
-
     pivot = table.pivot_table(index="switch", columns="context", values="median_diff", aggfunc="first")
     pivot = pivot.reindex(list(dict.fromkeys(table["switch"])))  # default first, as in the table
     figure = _new_figure(2.5 + 2.2 * pivot.shape[1], 1.2 + 0.4 * pivot.shape[0])

@@ -10,6 +10,7 @@ All randomness is seeded by an explicit argument.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import numpy as np
@@ -217,8 +218,6 @@ def expected_best_band(scores, ks=None, n_boot: int = 200, seed: int = 0, level:
         curves = np.where(p_all_failed < 1.0, numerator / (1.0 - p_all_failed), np.nan)
     alpha = (1.0 - level) / 2.0
     with np.errstate(invalid="ignore"):
-        import warnings
-
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: all-failed cells
             lower = np.nanquantile(curves, alpha, axis=0)
@@ -325,7 +324,7 @@ def hyperparameter_importance(trials: pd.DataFrame, min_trials: int = 12, seed: 
     mean little. Only trials with a finite score enter; arms with fewer than `min_trials`
     of them, or no varying hyperparameter, are skipped. Seeded by `seed`.
     """
-    from sklearn.ensemble import RandomForestRegressor
+    from sklearn.ensemble import RandomForestRegressor  # scikit-learn loads (~1 s) only for this table
 
     out = []
     for arm, group in trials.groupby("arm", sort=True):

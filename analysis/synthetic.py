@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from analysis.load import CONFIG_FIELDS
 from study.schema import ABLATION_SWITCHES
@@ -216,8 +217,6 @@ def write_study(study_dir: str | pathlib.Path, name: str, plan: list[dict[str, A
     `references`: the evaluator's reference points of the score metric written into every
     row ({kind: value}, kinds floor / noise / mean_image); None: SYNTHETIC_REFERENCES; {}: none.
     """
-    from PIL import Image
-
     study_dir = pathlib.Path(study_dir)
     study_dir.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

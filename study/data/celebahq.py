@@ -18,6 +18,7 @@ import pathlib
 import re
 
 import numpy as np
+from PIL import Image
 
 from study.data import storage
 from study.data.errors import DataError
@@ -40,8 +41,6 @@ PREPARE_HINT = f"python -m study.data prepare {NAME} --from FOLDER_WITH_SHARDS_O
 def _to_128(image: np.ndarray, where: str) -> np.ndarray:
     if image.shape[:2] == (SIZE, SIZE):
         return image
-    from PIL import Image
-
     if image.shape[0] != image.shape[1]:
         raise DataError(f"{where}: {image.shape[1]}x{image.shape[0]} image, expected a square CelebA-HQ face")
     return np.asarray(Image.fromarray(image).resize((SIZE, SIZE), Image.BOX))

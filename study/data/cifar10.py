@@ -16,6 +16,7 @@ plain pickle: see safe_pickle.py.
 """
 from __future__ import annotations
 
+import hashlib
 import pathlib
 import tarfile
 
@@ -113,8 +114,6 @@ def prepare(source, data_dir=None, official: bool = True, log=print) -> dict:
     files, checksums = _read_files(source)
     if source.is_file() and official and checksums[source.name] != TARBALL_MD5:
         raise DataError(f"{source}: md5 {checksums[source.name]}, expected the published {TARBALL_MD5}; the download is corrupt")
-    import hashlib
-
     for name, payload in files.items():
         digest = hashlib.md5(payload).hexdigest()
         checksums[name] = digest

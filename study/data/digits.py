@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from PIL import Image
 
 from study import data
 
@@ -21,8 +22,7 @@ TOTAL = 1797
 
 @functools.lru_cache(maxsize=8)
 def _images(split: str, image_size: int) -> np.ndarray:
-    from PIL import Image
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # scikit-learn loads (~1 s) only when the digits are read
 
     raw = load_digits().images  # [1797, 8, 8] float in [0, 16]
     order = np.random.RandomState(0).permutation(len(raw))
@@ -43,7 +43,7 @@ def _load(split: str, image_size: int, data_dir: str | None) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _labels(split: str) -> np.ndarray:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # as in _images
 
     target = load_digits().target
     order = np.random.RandomState(0).permutation(TOTAL)

@@ -50,7 +50,7 @@ def test_size(total: int) -> int:
 
 def _open(source: pathlib.Path):
     try:
-        import lmdb
+        import lmdb  # optional: the `data` extra
     except ImportError:
         raise DataError("reading LSUN needs the lmdb package: pip install 'gan-study[data]'") from None
     folder = source if source.is_dir() else source.parent

@@ -112,7 +112,7 @@ class Prefetcher:
         self._thread.start()
 
     def _produce(self) -> None:
-        import jax
+        import jax  # the data layer needs JAX only to prefetch onto a device; preparing data never loads it
 
         try:
             while not self._stop.is_set():

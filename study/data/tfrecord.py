@@ -65,7 +65,7 @@ def crc32c(data: bytes, crc: int = 0) -> int:
 def _fast_crc32c():
     """A C CRC-32C when an optional package provides one (google-crc32c); else None."""
     try:
-        import google_crc32c
+        import google_crc32c  # optional: a C CRC-32C where it is installed
 
         return google_crc32c.value if google_crc32c.implementation == "c" else None
     except ImportError:

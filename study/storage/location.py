@@ -17,6 +17,7 @@ import io
 import json
 import os
 import pathlib
+import secrets
 import tempfile
 from typing import Any, Mapping
 
@@ -213,7 +214,7 @@ def local_cache(location: Location, purpose: str = "studies") -> pathlib.Path:
 
 def cluster_node_ids() -> list[str]:
     """Alive Ray nodes of the connected cluster."""
-    import ray
+    import ray  # only on a cluster: storage is also read by analysis, which never loads Ray
 
     return [node["NodeID"] for node in ray.nodes() if node.get("Alive")]
 
@@ -227,9 +228,7 @@ def check_reachable(location: Location) -> None:
     Object stores (s3://, gs://) are checked the same way, so missing credentials on a
     worker are found here instead of in every trial.
     """
-    import secrets
-
-    import ray
+    import ray  # only on a cluster (see cluster_node_ids)
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     nodes = cluster_node_ids()

@@ -8,7 +8,7 @@ default study: 8 arms, 144 trials; about half an hour each on the 2-core machine
 both results tables, and compares the arms' top-5% median scores (the statistic of the
 paper's boxes): Spearman's rank correlation of the 8 arms' medians, with a 95%
 percentile-bootstrap interval (trials resampled within every arm of both runs), and each
-arm's median with its own bootstrap interval per run. Goal (issue #15): rho >= 0.8.
+arm's median with its own bootstrap interval per run. Goal: rho >= 0.8.
 
 --quick: a toy size for the tests (2 arms, 12 settings each, 10 D steps, 100 evaluation
 samples): it checks that the pipeline runs, its rho means nothing.

@@ -1,5 +1,5 @@
 """Conditional and latent-structured GANs: class-conditional G, projection / auxiliary-classifier
-D, InfoGAN's codes and Q head (issue 18).
+D, InfoGAN's codes and Q head.
 
 `CONDITIONINGS` names how class labels y in [0, K) enter the GAN (config.conditioning):
   "none"       the paper's unconditional GAN (no labels anywhere).

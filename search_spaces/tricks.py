@@ -1,4 +1,4 @@
-"""The `tricks` space (issue 18): each training trick against the baseline, on the
+"""The `tricks` space: each training trick against the baseline, on the
 recommended arm (NS + SN + GP) and on a fragile arm (NS, no normalization, no penalty),
 each cell the Table 1 grid.
 

@@ -248,7 +248,7 @@ def test_report_never_imports_the_training_stack(tmp_path):
     assert result.stdout.strip().splitlines()[-1].endswith("index.html")
 
 
-# ---------------------------------------------------------------- reference points and learning (issue #15)
+# ---------------------------------------------------------------- reference points and learning
 def _reference_rows(noise: float) -> list[dict]:
     refs = {"fid_ref_floor": 5.0, "fid_ref_noise": noise, "fid_ref_mean_image": 400.0}
     out = []
@@ -319,7 +319,7 @@ def test_adjacent_arm_separation_marks_ties():
 
 
 def test_best_trials_show_label_scores_at_the_best_step(tmp_path):
-    # Issue 18: m-IS and the 1-NN accuracy are read at each trial's best-score step (step 2 here), columns
+    # m-IS and the 1-NN accuracy are read at each trial's best-score step (step 2 here), columns
     # no row has (GAN-test/train of conditional trials) are left out.
     rows = [_row("t1", 1, 50.0, final=False, m_is_domain=1.1, one_nn_accuracy_domain=0.9),
             _row("t1", 2, 20.0, m_is_domain=1.3, one_nn_accuracy_domain=0.7),

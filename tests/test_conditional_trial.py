@@ -1,4 +1,4 @@
-"""Issue 18's acceptance: a short tiny class-conditional trial on digits generates the requested
+"""Acceptance of the conditional GANs: a short tiny class-conditional trial on digits generates the requested
 classes more often than chance (by the domain classifier), and a tiny InfoGAN trial runs."""
 import jax
 import numpy as np

@@ -1,4 +1,4 @@
-"""The live report (issue #15 item 6): rebuilt in a separate process every N ended trials, never two at once."""
+"""The live report: rebuilt in a separate process every N ended trials, never two at once."""
 from __future__ import annotations
 
 import time

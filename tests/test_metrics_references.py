@@ -1,4 +1,4 @@
-"""Reference points (issue #15), label-based scores on real digits, and self-verifying caches (#19).
+"""Reference points, label-based scores on real digits, and self-verifying caches.
 
 One evaluator at the tiny protocol (digits, test split, 300 samples, 8x8), its own cache folder.
 """
@@ -43,7 +43,7 @@ def test_reference_points_order_on_digits(tiny):
     assert p["am_score_domain_ref_floor"] < p["am_score_domain_ref_noise"]  # AM: lower is better
     assert p["mode_score_domain_ref_floor"] > p["mode_score_domain_ref_noise"]  # Mode Score: higher is better
     assert p["is_domain_ref_mean_image"] == pytest.approx(1.0)
-    # Issue 18: the 1-NN two-sample test cannot tell real train images from the test split (H0 value 0.5;
+    # The 1-NN two-sample test cannot tell real train images from the test split (H0 value 0.5;
     # 300 + 300 points, std ~0.025) but tells noise and the repeated mean image apart perfectly.
     assert abs(p["one_nn_accuracy_domain_ref_floor"] - 0.5) < 0.1
     assert p["one_nn_accuracy_domain_ref_noise"] > 0.99
@@ -111,7 +111,7 @@ def test_damaged_caches_are_rebuilt_with_a_warning(tiny, cache_dir):
     assert not any("damaged" in m for m in messages)
 
 
-# ---------------------------------------------------------------- issue 18: conditional evaluation
+# ---------------------------------------------------------------- conditional evaluation
 def _perfect_conditional(labels):
     """A "perfect conditional generator": for each requested label, the next real train image of that class."""
     train = np.asarray(data.load("digits", "train", 8), np.float32) / 255.0

@@ -64,7 +64,7 @@ def test_ms_ssim_identical_is_one_and_noise_is_low():
     assert float(scores.ms_ssim_diversity(images)) < 0.2
 
 
-# ---------------------------------------------------------------- label-based scores (issue #15)
+# ---------------------------------------------------------------- label-based scores
 def _logits_of(probabilities):
     return np.log(np.asarray(probabilities, np.float64))
 
@@ -102,7 +102,7 @@ def test_mode_and_am_score_match_hand_computations():
         scores.am_score(_logits_of(p), [0.5, 0.6])
 
 
-# ---------------------------------------------------------------- issue 18: m-IS, 1-NN two-sample test, conditional
+# ---------------------------------------------------------------- m-IS, 1-NN two-sample test, conditional
 def test_modified_inception_score_matches_hand_computation():
     # Class 0 (arg-max 0): rows a, b; class 1: rows c, d, e. m-IS = mean_c exp(mean_{i,j in c} KL(p_i || p_j)).
     a, b = [0.9, 0.1, 0.0 + 1e-300], [0.6, 0.3, 0.1]

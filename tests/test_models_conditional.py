@@ -1,4 +1,4 @@
-"""Conditional GANs (issue 18): class-conditional BN, the projection D, ACGAN's and InfoGAN's
+"""Conditional GANs: class-conditional BN, the projection D, ACGAN's and InfoGAN's
 loss terms against hand computations, labels through the batch stream, config validation."""
 import jax
 import jax.numpy as jnp

@@ -1,4 +1,4 @@
-"""Issue 19 item 4: SIGINT and SIGTERM stop a study cleanly (exit 130 / 143, the manifest
+"""SIGINT and SIGTERM stop a study cleanly (exit 130 / 143, the manifest
 marked interrupted and not finished, the last line names `--resume STUDY_DIR`), and
 `--resume` then completes the study with every configuration once."""
 import json

@@ -1,4 +1,4 @@
-"""The training tricks (issue 18): each changes exactly what it should, against hand computations
+"""The training tricks: each changes exactly what it should, against hand computations
 on tiny arrays; the `tricks` space and its report section."""
 import dataclasses
 

@@ -5,7 +5,7 @@ reference points) is `MAGIC + sha256(payload) hex + "\\n" + payload`, written to
 temporary file and renamed into place. `read_verified` returns the payload only when the
 magic and the digest match; a truncated, garbled or foreign file gives None and a
 warning naming the file, and the caller recomputes and overwrites it. So a damaged cache
-costs one recomputation, never a failing trial (issue #19: a truncated cache once made
+costs one recomputation, never a failing trial (a truncated cache once made
 every later trial fail until it was deleted by hand).
 """
 from __future__ import annotations

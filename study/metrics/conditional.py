@@ -24,7 +24,7 @@ import optax
 
 from study.metrics import domain, frechet
 
-# GAN-train classifier (issue 18): the domain CNN with the domain classifier's optimiser and
+# GAN-train classifier: the domain CNN with the domain classifier's optimiser and
 # batch, GAN_TRAIN_EPOCHS epochs (as the domain classifier) but at least GAN_TRAIN_MIN_STEPS steps,
 # so a small sample set is still learnt: at the tiny protocol (300 samples) 100 steps = 21 epochs,
 # ~1-2 s on a loaded 2-core CPU after one jit compilation per image shape and process. Measured on
@@ -90,7 +90,7 @@ def _train(images: np.ndarray, labels: np.ndarray, order: np.ndarray, num_classe
     """Params after one `_step` per row of order [steps, batch] (indices into images [n, H, W, C]
     in [0, 1] and labels [n]). A Python loop over one jitted step of fixed batch shape (one
     compilation per image shape and process, whatever n), not lax.scan: XLA:CPU ran this conv
-    net inside a scan ~30x slower per step and compiled it ~5x slower (measured, issue 18)."""
+    net inside a scan ~30x slower per step and compiled it ~5x slower (measured on CPU)."""
     params, opt_state = _init(jnp.asarray(images[:1]), num_classes)
     for indices in order:
         params, opt_state = _step(params, opt_state, jnp.asarray(images[indices]), jnp.asarray(labels[indices]),

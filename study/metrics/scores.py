@@ -54,7 +54,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 
 def classes_covered(logits: np.ndarray, confidence: float = 0.5, min_fraction: float = 0.01) -> int:
     """How many classes are predicted with p(y|x) >= `confidence` for at least `min_fraction`
-    of the samples (issue #15: a mode-collapsed generator covers 1 class, real digits 10).
+    of the samples (a mode-collapsed generator covers 1 class, real digits 10).
 
     logits [n, classes]. A sample counts for its arg-max class only when that class's
     probability reaches `confidence`; unconfident samples count for no class.
@@ -90,7 +90,7 @@ def mode_score(logits: np.ndarray, prior) -> float:
     with p_M(y*) the classifier's marginal over real samples, and their code
     (github.com/xuqiantong/GAN-Metrics, metric.py `mode_score(X, Y)`: kl1 against X.mean(0),
     kl2 = KL(X.mean(0) || Y.mean(0))) computes the same. That is the form here: IS discounted
-    by how far the generated class marginal is from the data's. (Checked for issue 18: confirmed.)
+    by how far the generated class marginal is from the data's.
     """
     log_p = log_softmax(logits)
     prior = _check_prior(prior, log_p.shape[1])

@@ -14,6 +14,7 @@ import pytest
 
 import search_spaces
 from study.sweep import bayes
+from synthetic_trainable import synthetic_objective, synthetic_trainable
 
 TABLE2 = search_spaces.get("table2")
 GP_ARM = {"dataset": "digits", "scale": "tiny", "architecture": "sndcgan", "loss": "ns",
@@ -26,7 +27,7 @@ def _small(rounds=3, round_size=3):
     return dataclasses.replace(TABLE2, rounds=rounds, round_size=round_size)
 
 
-def _complete_round(optimizer, proposals, objective=bayes.synthetic_objective):
+def _complete_round(optimizer, proposals, objective=synthetic_objective):
     for proposal in proposals:
         optimizer.complete(proposal.index, objective(proposal.params))
 
@@ -149,7 +150,7 @@ def _random_search_best(ranges, n, seed):
     point_best = math.inf
     for _ in range(n):
         point = {name: spec.sample(rng) for name, spec in ranges.items()}
-        point_best = min(point_best, bayes.synthetic_objective(point))
+        point_best = min(point_best, synthetic_objective(point))
     return point_best
 
 
@@ -192,7 +193,7 @@ def test_two_rounds_of_three_through_ray_tune_with_a_synthetic_trainable(tmp_pat
     try:
         optimizers = bayes.run_bayesian(tmp_path, space, [arm], identity={"study": "t", "search": "bayesian",
                                         "round": 0}, resources=tune.Resources(), args=args,
-                                        trainable=bayes.synthetic_trainable)
+                                        trainable=synthetic_trainable)
         results = pd.read_parquet(tmp_path / "results.parquet")
         final = results[results["final"]]
         assert len(final) == 6 and sorted(final["round"].tolist()) == [0, 0, 0, 1, 1, 1]
@@ -215,7 +216,7 @@ def test_two_rounds_of_three_through_ray_tune_with_a_synthetic_trainable(tmp_pat
         rows_before = sorted(p.stat().st_mtime_ns for p in tmp_path.glob("trials/*/rows.parquet"))
         again = bayes.run_bayesian(tmp_path, space, [arm], identity={"study": "t", "search": "bayesian",
                                    "round": 0}, resources=tune.Resources(), args=args,
-                                   trainable=bayes.synthetic_trainable)
+                                   trainable=synthetic_trainable)
         assert [t["params"] for t in next(iter(again.values())).trials] == [t["params"] for t in optimizer.trials]
         assert sorted(p.stat().st_mtime_ns for p in tmp_path.glob("trials/*/rows.parquet")) == rows_before
     finally:

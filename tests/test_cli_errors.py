@@ -106,12 +106,31 @@ def test_trial_out_must_be_a_writable_folder(where, places, capsys):
     (["--set", "train_steps=inf"], ["train_steps='inf'"]),
     (["--set", "train_steps=1e400"], ["train_steps='1e400'"]),
     (["--set", "batch_size=nan"], ["batch_size='nan'"]),
-    (["--set", "loss=ns", "--set", "loss=wgan"], ["--set loss is given twice"]),
+    (["--set", "loss=ns", "--set", "loss=wgan"], ["loss is given twice", "'ns'", "'wgan'"]),
     (["--out", ""], ["--out is empty"]),
 ])
 def test_run_cli_refuses_in_one_line(args, fragments, capsys):
     assert study_run.main(["--space", "smoke", *args]) == 2
     _one_error_line(capsys, *fragments)
+
+
+def test_a_key_given_twice_is_one_line_the_same_in_every_command_line(capsys):
+    """study.run's --set (a grid and a Bayesian space), the Bayesian rounds' own --set check
+    and study.trial's KEY=VALUE refuse a repeated key with the same line (one parser)."""
+    from study.sweep import bayes
+
+    expected = "error: train_steps is given twice (train_steps='10' and train_steps='20'); give it once"
+    twice = ["train_steps=10", "train_steps=20"]
+    lines = []
+    for space in ("smoke", "table2"):
+        assert study_run.main(["--space", space, "--dry-run", "--set", twice[0], "--set", twice[1]]) == 2
+        lines.append(_one_error_line(capsys))
+    assert study_trial.main(twice) == 2
+    lines.append(_one_error_line(capsys))
+    with pytest.raises(bayes.BayesError) as refused:  # study.run prints a BayesError as "error: ..."
+        bayes._parse_overrides(twice, {"learning_rate", "seed"})
+    lines.append(f"error: {refused.value}")
+    assert lines == [expected] * 4
 
 
 @pytest.mark.parametrize("where", ["file", "under_file", "readonly", "foreign"])

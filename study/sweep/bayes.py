@@ -11,8 +11,9 @@ Two layers:
 * `RoundOptimizer` — pure, no Ray: one arm's Ax `Client` plus the round bookkeeping.
   `propose_round()` -> the next round's `Proposal`s, `complete(index, objective)`,
   `to_state()` / `from_state()` (JSON-safe; `save` / `load` write it atomically).
-* `run_bayesian` — the thin Ray Tune layer used by `study.run`: one `Tuner` per round
-  over all arms' proposals of that round, each proposal one `study.sweep.tune.trainable` trial.
+* `run_bayesian` — the thin Ray Tune layer used by `study.run`: one Ray experiment
+  (`study.sweep.tune.run_experiment`) per round over all arms' proposals of that round,
+  each proposal one `study.sweep.tune.trainable` trial.
 
 Acquisition: Ax 1.3.1's default generation strategy ("fast"): quasi-random Sobol for
 the first round (`initialization_budget = round_size`, seeded), then Ax's Modular
@@ -53,9 +54,8 @@ import search_spaces
 from search_spaces import WEIGHTED_PENALTIES, Choice, Range, Space, arm_name
 from study.storage import store
 from study.storage.location import Location, at
-from study.sweep import interrupt, tune
-from study.sweep.tune import _arm, _report_metrics
-from study.trial.config import TrialConfig
+from study.sweep import tune
+from study.trial.config import ConfigError, TrialConfig, parse_assignments
 
 ADAM_BETA_MAX = 0.999
 BETA_PARAMETERS = ("beta1", "beta2")
@@ -405,49 +405,6 @@ class RoundOptimizer:
         return cls.from_state(state, space)
 
 
-# ---------------------------------------------------------------------------- synthetic objective
-SYNTHETIC_OPTIMUM = {"learning_rate": 10 ** -3.5, "beta1": 0.3, "beta2": 0.9, "discriminator_steps": 5,
-                     "penalty_weight": 10.0}
-
-
-def synthetic_objective(params: Mapping[str, Any]) -> float:
-    """A cheap stand-in for FID with a known minimum 10.0 at SYNTHETIC_OPTIMUM: a smooth
-    bowl in (log10 lr, beta1, beta2, log10 lambda) plus a cost for n_dis = 1. Arms without
-    a weighted penalty (lambda = 0) ignore the lambda term."""
-    value = 10.0 + 8.0 * (math.log10(params["learning_rate"]) + 3.5) ** 2
-    value += 20.0 * (params["beta1"] - 0.3) ** 2 + 20.0 * (params["beta2"] - 0.9) ** 2
-    value += 0.0 if int(params["discriminator_steps"]) == 5 else 3.0
-    if params.get("penalty_weight", 0.0) > 0:
-        value += 4.0 * (math.log10(params["penalty_weight"]) - 1.0) ** 2
-    return value
-
-
-def synthetic_trainable(params: dict[str, Any]) -> None:
-    """A Ray trainable with `study.sweep.tune.trainable`'s contract that trains nothing: it writes
-    the trial's rows (two evaluations scored by `synthetic_objective`, the second worse)
-    and reports them. `learning_rate` >= 9e-3 "diverges" with no finite score, to exercise
-    the penalty path. For tests and benchmarks of the searcher."""
-    from ray import tune as ray_tune
-
-
-
-    study_dir = at(params["study_dir"])
-    identity = dict(params.get("identity", {}))
-    for trial in params["trials"]:
-        config = TrialConfig.from_dict(trial)
-        rows = store.TrialRows(study_dir / store.TRIALS_DIR / config.trial_id,
-                               {**identity, "arm": _arm(trial)}, config)
-        if config.learning_rate >= 9e-3:
-            rows.mark_final("diverged", error="synthetic divergence", diverged=True, step=1)
-        else:
-            value = synthetic_objective(config.to_dict())
-            for step, score in ((1, value), (2, value + 1.0)):
-                rows.add(step, {"score": score, "status": "running", "diverged": False, "error": ""})
-            rows.mark_final("completed")
-        final = rows.rows[max(rows.rows)]
-        ray_tune.report(_report_metrics({**final, "best_score": rows.best}))
-
-
 # ---------------------------------------------------------------------------- Ray layer
 def trial_outcome(study_dir: pathlib.Path, trial_id: str) -> tuple[str, float] | None:
     """(status, objective) of a finished trial from its rows.parquet, or None if it has
@@ -466,19 +423,17 @@ def trial_outcome(study_dir: pathlib.Path, trial_id: str) -> tuple[str, float] |
 
 
 def _parse_overrides(pairs: Sequence[str], searched: set[str]) -> dict[str, str]:
+    """The --set KEY=VALUE pairs (study.trial.config.parse_assignments), none of them a
+    field the search chooses."""
 
-    fields = TrialConfig.field_names()
-    values = {}
-    for pair in pairs or ():
-        if "=" not in pair:
-            raise BayesError(f"--set {pair!r} is not KEY=VALUE")
-        key, value = pair.split("=", 1)
-        if key not in fields:
-            raise BayesError(f"--set field {key!r} is unknown; allowed fields: {', '.join(fields)}")
+    def not_searched(key: str, value: str) -> None:
         if key in searched:
             raise BayesError(f"--set {key} conflicts with the Bayesian search, which chooses {key} (Table 2)")
-        values[key] = value
-    return values
+
+    try:
+        return parse_assignments(pairs or (), flag="--set", fields=TrialConfig.field_names(), check=not_searched)
+    except ConfigError as error:
+        raise BayesError(str(error)) from None
 
 
 def trial_dict(arm: Mapping[str, Any], params: Mapping[str, Any], overrides: Mapping[str, str],
@@ -502,15 +457,13 @@ def run_bayesian(study_dir: pathlib.Path, space: Space, arms: Sequence[Mapping[s
 
     Per round: each arm's optimizer proposes (or, on resume, re-reads) its batch and its
     state is saved before anything runs; trials whose rows already say finished are
-    completed from disk; the rest run in one `Tuner` (all arms of the round together,
+    completed from disk; the rest run in one Ray experiment (all arms of the round together,
     at most `resources.max_concurrent` or the round's trial count at a time). After the round,
     each trial's objective (from its rows.parquet) is fed to its arm's optimizer, whose
     state is saved atomically once per round. `args.seeds` is not used: Table 2 has one run per setting (seed 0).
     Returns {arm_key: optimizer}.
     """
     import ray  # noqa: F401  (fail early with Ray's own message if missing)
-    from ray import tune as ray_tune
-
 
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
 
@@ -518,51 +471,21 @@ def run_bayesian(study_dir: pathlib.Path, space: Space, arms: Sequence[Mapping[s
     if not arms:
         raise BayesError(f"space {space.name!r}: no arms to optimize")
     trainable = trainable or tune.trainable
-    optimizers: dict[str, RoundOptimizer] = {}
-    for arm in arms:
-        key = arm_key(arm)
-        path = state_path(study_dir, arm)
-        optimizers[key] = RoundOptimizer.load(path, space) if path.exists() else RoundOptimizer(space, arm, seed)
-        if path.exists():
-            log(f"[study {study_dir.name}] {key}: resuming at round {optimizers[key].rounds_proposed} "
-                f"({sum(t['objective'] is not None for t in optimizers[key].trials)} trials done)")
+    optimizers = _load_optimizers(study_dir, space, arms, seed, log)
     searched = set().union(*(opt.ranges for opt in optimizers.values())) | {"penalty_weight", "seed"}
     overrides = _parse_overrides(getattr(args, "overrides", None) or [], searched)
     arm_of = {key: dict(optimizers[key].arm) for key in optimizers}
 
     tune.init_ray(getattr(args, "address", None))
     progress = tune.Progress(len(arms) * space.rounds * space.round_size, study_dir, stream=_Stderr())
-    storage_path = study_dir.uri  # Ray's experiment state lives in the study's own storage
     retries = int(getattr(args, "retries", 2))
-    trainable_with_resources = ray_tune.with_resources(
-        trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial})
 
     for round_index in range(space.rounds):
-        # (trial_id -> (arm key, Ax index)) of this round's trials still to run.
-        to_run: dict[str, tuple[str, int, dict[str, Any]]] = {}
-        for key, optimizer in optimizers.items():
-            if optimizer.rounds_proposed <= round_index:
-                optimizer.propose_round()
-                optimizer.save(state_path(study_dir, arm_of[key]))  # before any trial of the round runs
-            for proposal in optimizer.proposals(round_index):
-                record = optimizer._record(proposal.index)
-                if record["objective"] is not None:
-                    progress.done += 1
-                    continue
-                trial = trial_dict(arm_of[key], proposal.params, overrides, seed=0)
-                trial_id = _trial_id(trial)
-                outcome = trial_outcome(study_dir, trial_id)
-                if outcome is not None and outcome[0] != "failed":
-                    optimizer.complete(proposal.index, outcome[1])
-                    progress.done += 1
-                else:
-                    to_run[trial_id] = (key, proposal.index, trial)
-            optimizer.save(state_path(study_dir, arm_of[key]))
+        to_run = _plan_round(study_dir, round_index, optimizers, arm_of, overrides, progress)
         if to_run:
             started = time.perf_counter()
             _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, identity=identity,
-                       trainable=trainable_with_resources, resources=resources, retries=retries,
-                       storage_path=storage_path)
+                       trainable=trainable, resources=resources, retries=retries)
             log(f"[study {study_dir.name}] round {round_index + 1}/{space.rounds}: {len(to_run)} trial(s) in "
                 f"{time.perf_counter() - started:.0f}s")
         for key, optimizer in optimizers.items():
@@ -571,6 +494,51 @@ def run_bayesian(study_dir: pathlib.Path, space: Space, arms: Sequence[Mapping[s
                 log(f"[study {study_dir.name}] {key} after round {round_index + 1}: best objective {best[0]:.3f}")
     store.collect(study_dir)
     return optimizers
+
+
+def _load_optimizers(study_dir: Location, space: Space, arms: Sequence[Mapping[str, Any]], seed: int,
+                     log: Callable[[str], None]) -> dict[str, RoundOptimizer]:
+    """{arm_key: optimizer}: each arm's saved state where the study has one, else a new optimizer."""
+    optimizers: dict[str, RoundOptimizer] = {}
+    for arm in arms:
+        key = arm_key(arm)
+        path = state_path(study_dir, arm)
+        optimizers[key] = RoundOptimizer.load(path, space) if path.exists() else RoundOptimizer(space, arm, seed)
+        if path.exists():
+            log(f"[study {study_dir.name}] {key}: resuming at round {optimizers[key].rounds_proposed} "
+                f"({sum(t['objective'] is not None for t in optimizers[key].trials)} trials done)")
+    return optimizers
+
+
+def _plan_round(study_dir: Location, round_index: int, optimizers: Mapping[str, RoundOptimizer],
+                arm_of: Mapping[str, dict[str, Any]], overrides: Mapping[str, str],
+                progress: tune.Progress) -> dict[str, tuple[str, int, dict[str, Any]]]:
+    """{trial_id: (arm key, Ax index, trial dict)} of the round's trials still to run.
+
+    Each arm's round is proposed if it was not yet and saved before any of its trials
+    runs; a trial whose rows already hold a finished (not failed) outcome is completed
+    from them instead of run again.
+    """
+    to_run: dict[str, tuple[str, int, dict[str, Any]]] = {}
+    for key, optimizer in optimizers.items():
+        if optimizer.rounds_proposed <= round_index:
+            optimizer.propose_round()
+            optimizer.save(state_path(study_dir, arm_of[key]))  # before any trial of the round runs
+        for proposal in optimizer.proposals(round_index):
+            record = optimizer._record(proposal.index)
+            if record["objective"] is not None:
+                progress.done += 1
+                continue
+            trial = trial_dict(arm_of[key], proposal.params, overrides, seed=0)
+            trial_id = _trial_id(trial)
+            outcome = trial_outcome(study_dir, trial_id)
+            if outcome is not None and outcome[0] != "failed":
+                optimizer.complete(proposal.index, outcome[1])
+                progress.done += 1
+            else:
+                to_run[trial_id] = (key, proposal.index, trial)
+        optimizer.save(state_path(study_dir, arm_of[key]))
+    return to_run
 
 
 class _Stderr:
@@ -590,72 +558,64 @@ def _trial_id(trial: Mapping[str, Any]) -> str:
 
 
 def _run_round(study_dir, round_index, to_run, optimizers, arm_of, progress, *, identity, trainable, resources,
-               retries, storage_path) -> None:
-    from ray import tune as ray_tune
+               retries) -> None:
+    """Runs the round's trials in one Ray experiment, then records the lost ones as failed
+    and feeds every trial's objective to its arm's optimizer."""
+    round_identity = {**identity, "round": round_index}
+    # An interrupted round raises out of run_experiment: its unfinished trials are not fed as failures.
+    tune.run_experiment(study_dir, trainable, [[trial] for _, _, trial in to_run.values()],
+                        name=_round_experiment_name(study_dir, round_index), trial_prefix=f"round{round_index:02d}",
+                        identity=round_identity, resources=resources, retries=retries, progress=progress,
+                        max_concurrent=resources.max_concurrent or len(to_run))
+    _record_lost(study_dir, to_run, round_identity)
+    _feed_round(study_dir, to_run, optimizers, arm_of)
+    store.collect(study_dir)
 
 
-    def feed(trial_id: str) -> str | None:
-        """Feeds a finished trial's objective to its arm's optimizer; returns the arm's key
-        when something was fed."""
-        key, index, _ = to_run[trial_id]
+def _round_experiment_name(study_dir: Any, round_index: int) -> str:
+    """A fresh Ray experiment per (round, attempt): `ray_round00_0`, then `ray_round00_1`, ...
+
+    A resumed round reruns only the trials without a finished outcome (each resumes from
+    its own checkpoints), so Ray's own experiment state is never needed to continue.
+    """
+    taken = set(at(study_dir).children())
+    attempt = 0
+    while f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}" in taken:
+        attempt += 1
+    return f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}"
+
+
+def _record_lost(study_dir: Any, to_run: Mapping[str, tuple[str, int, dict[str, Any]]],
+                 round_identity: Mapping[str, Any]) -> None:
+    """A trial whose rows never reached the storage (a lost node, Ray gave up) gets a failed
+    final row with the reason, as in a grid study, and counts as missing (exit status 3)."""
+    lost = store.mark_missing(study_dir, [TrialConfig.from_dict(trial) for _, _, trial in to_run.values()],
+                              dict(round_identity), arm_of=arm_name)
+    if lost:
+        missing = tune.read_manifest(study_dir).get("trials_missing") or []
+        tune.write_manifest(study_dir, trials_missing=sorted(set(missing) | set(lost)))
+
+
+def _feed_round(study_dir: Any, to_run: Mapping[str, tuple[str, int, dict[str, Any]]],
+                optimizers: Mapping[str, RoundOptimizer], arm_of: Mapping[str, dict[str, Any]]) -> None:
+    """Feeds each of the round's trials' objective to its arm's optimizer, then saves each
+    arm fed once.
+
+    Fed after the round, from each trial's rows.parquet (the durable record): Ray pickles
+    its callbacks with the experiment, so they must not hold the Ax clients; a kill
+    mid-round loses nothing, since resume reads the same rows. One save per arm per round,
+    not per trial (each save serializes the whole Ax client): a kill before it loses
+    nothing, resume re-feeds from the rows.
+    """
+    fed_arms = set()
+    for trial_id, (key, index, _) in to_run.items():
         optimizer = optimizers[key]
         if optimizer._record(index)["objective"] is not None:
-            return None
+            continue
         outcome = trial_outcome(study_dir, trial_id)
         # A trial Ray gave up on without a final row (killed worker, import error): no
         # finite score, penalized like a divergence.
         optimizer.complete(index, float("nan") if outcome is None else outcome[1])
-        return key
-
-    # A fresh Ray experiment per (round, attempt): a resumed round reruns only the trials
-    # without a finished outcome (each resumes from its own checkpoints), so Ray's own
-    # experiment state is never needed to continue.
-    attempt = 0
-
-    taken = set(at(storage_path).children())
-    while f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}" in taken:
-        attempt += 1
-    name = f"{tune.RAY_DIR_NAME}_round{round_index:02d}_{attempt}"
-    tuner = ray_tune.Tuner(
-        trainable,
-        param_space={
-            "study_dir": at(study_dir).uri,
-            "identity": {**identity, "round": round_index},
-            "trials": ray_tune.grid_search([[trial] for _, _, trial in to_run.values()]),
-        },
-        tune_config=ray_tune.TuneConfig(
-            max_concurrent_trials=resources.max_concurrent or len(to_run),
-            trial_name_creator=lambda t: f"round{round_index:02d}_{t.trial_id}",
-            trial_dirname_creator=lambda t: f"round{round_index:02d}_{t.trial_id}",
-            reuse_actors=True,
-        ),
-        run_config=ray_tune.RunConfig(
-            name=name, storage_path=storage_path,
-            failure_config=ray_tune.FailureConfig(max_failures=retries),
-            callbacks=[tune._progress_callback(progress)], verbose=0,
-        ),
-    )
-
-    with interrupt.tune_fit():  # an interrupted round raises: its unfinished trials are not fed as failures
-        tuner.fit()
-    # A trial whose rows never reached the storage (a lost node, Ray gave up) gets a failed
-    # final row with the reason, as in a grid study, and counts as missing (exit status 3).
-
-    lost = store.mark_missing(study_dir, [TrialConfig.from_dict(trial) for _, _, trial in to_run.values()],
-                              {**identity, "round": round_index}, arm_of=arm_name)
-    if lost:
-        missing = tune.read_manifest(study_dir).get("trials_missing") or []
-        tune.write_manifest(study_dir, trials_missing=sorted(set(missing) | set(lost)))
-    # Fed after the round, from each trial's rows.parquet (the durable record): Ray
-    # pickles its callbacks with the experiment, so they must not hold the Ax clients;
-    # a kill mid-round loses nothing, since resume reads the same rows.
-    # One save per arm per round (each costs ~1.5 s of Ax serialization, ~15 s of a tiny
-    # round when saved per trial): a kill before it loses nothing, resume re-feeds from the rows.
-    fed_arms = set()
-    for trial_id in to_run:
-        key = feed(trial_id)
-        if key is not None:
-            fed_arms.add(key)
+        fed_arms.add(key)
     for key in fed_arms:
         optimizers[key].save(state_path(study_dir, arm_of[key]))
-    store.collect(study_dir)

@@ -32,7 +32,7 @@ from study.sweep import bayes, interrupt, tune  # noqa: E402
 from study.sweep.live_report import DEFAULT_EVERY, LiveReport  # noqa: E402
 from study.sweep.tune import Resources, parse_pack  # noqa: E402
 from study.trial import config as config_module  # noqa: E402
-from study.trial.config import ConfigError, TrialConfig  # noqa: E402
+from study.trial.config import ConfigError, TrialConfig, parse_assignments  # noqa: E402
 
 
 class UsageError(ValueError):
@@ -90,18 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _parse_overrides(pairs: Sequence[str]) -> dict[str, str]:
-    values = {}
-    fields = TrialConfig.field_names()
-    for pair in pairs:
-        if "=" not in pair:
-            raise UsageError(f"--set {pair!r} is not KEY=VALUE")
-        key, value = pair.split("=", 1)
-        if key not in fields:
-            raise UsageError(f"--set field {key!r} is unknown; allowed fields: {', '.join(fields)}")
-        if key in values:  # last-wins would silently drop the first value
-            raise UsageError(f"--set {key} is given twice ({key}={values[key]!r} and {key}={value!r}); give it once")
-        values[key] = value
-    return values
+    """The --set KEY=VALUE pairs: TrialConfig fields, each given once."""
+    try:
+        return parse_assignments(pairs, flag="--set", fields=TrialConfig.field_names())
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
 
 
 def _resume_argv(study_dir: Location) -> list[str]:
@@ -301,32 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        if args.storage is not None:
-            # One storage per study: --storage is --out's old name.
-            if args.out is not None and at(args.out) != at(args.storage):
-                raise UsageError(f"--storage {args.storage} differs from --out {args.out}; a study has one "
-                                 f"storage now: give --out URI only")
-            args.out, args.storage = args.storage, None
-        if args.resume:
-            study_dir = at(args.resume)
-            original = _resume_argv(study_dir)
-            args = parser.parse_args([*original, *argv])
-            args.storage = None
-            args.out = study_dir.uri
-        space, arms, trials = plan_trials(args)
-
-        resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
-
-        args.pack = parse_pack(args.pack)
-        if args.retries < 0:
-            raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
-        if args.report_every is not None and args.report_every < 0:
-            raise UsageError(f"--report-every={args.report_every} is not allowed; it must be >= 0 (0: only at the end)")
-        if not args.dry_run:
-            if args.out is not None:
-                _check_out(args.out, bool(args.resume))
-            _check_datasets(trials, args.address)
-            _check_address(args.address)
+        args, space, arms, trials, resources = _prepare(parser, args, argv)
     except (UsageError, ConfigError, StorageError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -341,13 +309,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (interrupt.Interrupted, KeyboardInterrupt) as stop:
         return _stopped(study_dir, stop)
     except OSError as error:
-
         message = disk_full_message(error, study_dir)
         if message is None:
             raise
         print(f"error: {message}; free space there, then `python -m study.run --resume {study_dir}`",
               file=sys.stderr)
         return 1
+
+
+def _prepare(parser: argparse.ArgumentParser, args: argparse.Namespace, argv: list[str]):
+    """(args, space, arms, trials, resources) of a command line, checked as far as can be
+    before Ray starts; bad values raise one-line errors. With --resume the study's recorded
+    arguments come first, then the ones given now."""
+    if args.storage is not None:
+        # One storage per study: --storage is --out's old name.
+        if args.out is not None and at(args.out) != at(args.storage):
+            raise UsageError(f"--storage {args.storage} differs from --out {args.out}; a study has one "
+                             f"storage now: give --out URI only")
+        args.out, args.storage = args.storage, None
+    if args.resume:
+        study_dir = at(args.resume)
+        original = _resume_argv(study_dir)
+        args = parser.parse_args([*original, *argv])
+        args.storage = None
+        args.out = study_dir.uri
+    space, arms, trials = plan_trials(args)
+
+    resources = Resources(args.cpus_per_trial, args.gpus_per_trial, args.max_concurrent)
+
+    args.pack = parse_pack(args.pack)
+    if args.retries < 0:
+        raise UsageError(f"--retries={args.retries} is not allowed; it must be >= 0")
+    if args.report_every is not None and args.report_every < 0:
+        raise UsageError(f"--report-every={args.report_every} is not allowed; it must be >= 0 (0: only at the end)")
+    if not args.dry_run:
+        if args.out is not None:
+            _check_out(args.out, bool(args.resume))
+        _check_datasets(trials, args.address)
+        _check_address(args.address)
+    return args, space, arms, trials, resources
 
 
 EXIT_MISSING = 3  # trials that left no final row (lost node, Ray gave up): never exit 0
@@ -385,7 +385,6 @@ def _stopped(study_dir: Location, stop: BaseException) -> int:
 def run_study(args, argv, space, arms, trials, resources, study_dir: Location | None = None) -> int:
     import time
 
-
     study_dir = study_dir or (at(args.out) if args.out else at(default_study_dir(space.name)))
     resuming = bool(args.resume)
     if not resuming and (study_dir / "manifest.json").exists():
@@ -411,37 +410,54 @@ def run_study(args, argv, space, arms, trials, resources, study_dir: Location | 
           file=sys.stderr, flush=True)
     started = time.time()
     identity = {"study": study_dir.name, "search": space.search, "round": 0}
-    live = None
-    if not args.no_report:
-
-        every = DEFAULT_EVERY if args.report_every is None else args.report_every
-        # Bayesian studies build it at the end only (their rounds have their own progress); a
-        # study in remote storage too (its report is built from a local copy at the end).
-        if every and space.search != "bayesian" and study_dir.is_local:
-            live = LiveReport(study_dir.local_path, every)
-        # The path first (open it while the study runs); it is also the last line at the end.
-        when = f"rebuilt every {every} ended trials and at the end" if live else "built at the end"
-        where = (study_dir.local_path / "report" / "index.html").resolve() if study_dir.is_local else study_dir.uri
-        print(f"report: {where} ({when})", flush=True)
-    if space.search == "bayesian":
-
-        try:
-            bayes.run_bayesian(study_dir, space, arms, identity=identity, resources=resources, args=args)
-        except bayes.BayesError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        # Lost trials were recorded as failed and fed to their arm's optimizer as failures.
-        missing: list[str] = list(tune.read_manifest(study_dir).get("trials_missing") or [])
-    else:
-        tune.run_grid(study_dir, trials, identity=identity, resources=resources, pack=args.pack,
-                      retries=args.retries, address=args.address, resume=resuming,
-                      keep_checkpoints=args.keep_checkpoints, on_progress=live.update if live else None)
-        # Every launched trial ends with a final row: one whose rows never reached the
-        # storage (or stopped without a final row) is recorded as failed, with the reason.
-        missing = store.mark_missing(study_dir, [TrialConfig.from_dict(t) for t in trials], identity,
-                                     arm_of=search_spaces.arm_name)
+    live = None if args.no_report else _announce_report(args, space, study_dir)
+    try:
+        missing = _search(args, space, arms, trials, resources, study_dir, identity, live)
+    except bayes.BayesError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     if live is not None:
         live.finish()
+    return _finish(args, space, trials, study_dir, started, missing)
+
+
+def _announce_report(args: argparse.Namespace, space: search_spaces.Space, study_dir: Location) -> LiveReport | None:
+    """Prints where the report will be (open it while the study runs; it is also the last
+    line at the end); returns the live report that rebuilds it while trials end, if any."""
+    every = DEFAULT_EVERY if args.report_every is None else args.report_every
+    live = None
+    # Bayesian studies build it at the end only (their rounds have their own progress); a
+    # study in remote storage too (its report is built from a local copy at the end).
+    if every and space.search != "bayesian" and study_dir.is_local:
+        live = LiveReport(study_dir.local_path, every)
+    when = f"rebuilt every {every} ended trials and at the end" if live else "built at the end"
+    where = (study_dir.local_path / "report" / "index.html").resolve() if study_dir.is_local else study_dir.uri
+    print(f"report: {where} ({when})", flush=True)
+    return live
+
+
+def _search(args, space, arms, trials, resources, study_dir: Location, identity: dict[str, Any],
+            live: LiveReport | None) -> list[str]:
+    """Runs the space's trials (Bayesian rounds, or the planned grid / random / rerun list);
+    returns the ids of trials that left no final row, now recorded as failed."""
+    if space.search == "bayesian":
+        bayes.run_bayesian(study_dir, space, arms, identity=identity, resources=resources, args=args)
+        # Lost trials were recorded as failed and fed to their arm's optimizer as failures.
+        return list(tune.read_manifest(study_dir).get("trials_missing") or [])
+    tune.run_grid(study_dir, trials, identity=identity, resources=resources, pack=args.pack,
+                  retries=args.retries, address=args.address, resume=bool(args.resume),
+                  keep_checkpoints=args.keep_checkpoints, on_progress=live.update if live else None)
+    # Every launched trial ends with a final row: one whose rows never reached the
+    # storage (or stopped without a final row) is recorded as failed, with the reason.
+    return store.mark_missing(study_dir, [TrialConfig.from_dict(t) for t in trials], identity,
+                              arm_of=search_spaces.arm_name)
+
+
+def _finish(args, space, trials, study_dir: Location, started: float, missing: list[str]) -> int:
+    """Records the finished study in its manifest, prints the summary and builds the report;
+    the exit status says whether trials went missing."""
+    import time
+
     frame = store.collect(study_dir)
     manifest = tune.read_manifest(study_dir)
     wall = float(manifest.get("wall_time_s", 0.0)) + time.time() - started
@@ -459,7 +475,6 @@ def run_study(args, argv, space, arms, trials, resources, study_dir: Location | 
                     f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}); {retry}")
     print(summary, file=sys.stderr)
     if not args.no_report:
-
         index = build_report([study_dir.uri])
         print(index)
     return EXIT_MISSING if missing else 0

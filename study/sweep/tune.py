@@ -383,30 +383,18 @@ def run_grid(
     pack: int | str = 1,
     retries: int = 2,
     address: str | None = None,
-    storage: str | None = None,
     resume: bool = False,
-    search_alg: Any = None,
     on_progress: Any = None,
     keep_checkpoints: str = "final",
 ) -> None:
     """Runs an explicit list of trials (grid, random, rerun) through Ray Tune.
 
     `study_dir` is the study's storage (a local or shared path, or a URI such as
-    s3://bucket/study); Ray's experiment state goes to the same storage. `storage` is
-    the old name of the same thing and must equal it when given.
+    s3://bucket/study); Ray's experiment state goes to the same storage.
     """
-    from ray import tune
-
     study = at(study_dir)
-    if storage is not None and at(storage) != study:
-        raise ValueError(f"--storage {storage} differs from --out {study}; a study has one storage: give --out only")
     init_ray(address)
-    size = auto_pack_size(len(trials), concurrent_slots(resources)) if pack == AUTO_PACK else pack
-    packs = pack_trials(trials, size)
-    limit = f"{AUTO_PACK}: at most {size}" if pack == AUTO_PACK else size
-    print(f"[study {study.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
-          f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {limit})",
-          file=sys.stderr, flush=True)
+    packs = _packs(study, trials, pack, resources)
     if resume:
         store.repair_from_results(study)
     progress = Progress(len(trials), study, on_change=on_progress)
@@ -414,36 +402,72 @@ def run_grid(
     if resume:
         print(f"[study {study.name}] resuming from the study's rows and checkpoints (Ray experiment {name})",
               file=sys.stderr, flush=True)
-    trainable_with_resources = tune.with_resources(
-        trainable, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
-    )
-    run_config = tune.RunConfig(
-        name=name,
-        storage_path=study.uri,
-        failure_config=tune.FailureConfig(max_failures=retries),
-        callbacks=[_progress_callback(progress)],
-        verbose=0,
-    )
+    run_experiment(study, trainable, packs, name=name, trial_prefix="pack", identity=identity,
+                   resources=resources, retries=retries, progress=progress,
+                   max_concurrent=resources.max_concurrent or None, keep_checkpoints=keep_checkpoints)
+    store.collect(study)
+
+
+def _packs(study: Location, trials: Sequence[Mapping[str, Any]], pack: int | str,
+           resources: Resources) -> list[list[dict[str, Any]]]:
+    """The trials packed per `--pack` (auto: sized to the connected cluster), announced in one line."""
+    size = auto_pack_size(len(trials), concurrent_slots(resources)) if pack == AUTO_PACK else pack
+    packs = pack_trials(trials, size)
+    limit = f"{AUTO_PACK}: at most {size}" if pack == AUTO_PACK else size
+    print(f"[study {study.name}] {len(trials)} configurations in {len(packs)} Ray trial(s) of "
+          f"{min(map(len, packs), default=0)}-{max(map(len, packs), default=0)} (--pack {limit})",
+          file=sys.stderr, flush=True)
+    return packs
+
+
+def run_experiment(
+    study_dir: "pathlib.Path | str | Location",
+    function: Any,
+    groups: list[list[dict[str, Any]]],
+    *,
+    name: str,
+    trial_prefix: str,
+    identity: Mapping[str, Any],
+    resources: Resources,
+    retries: int,
+    progress: Progress,
+    max_concurrent: int | None,
+    keep_checkpoints: str | None = None,
+) -> None:
+    """One Ray Tune experiment, the only way studies launch Ray trials (grid and Bayesian rounds).
+
+    Each of `groups` (lists of trial dicts) is one Ray trial of `function` (a trainable
+    with `trainable`'s params contract), named `{trial_prefix}_{Ray trial id}`, with
+    `resources` per trial and up to `retries` retries, reporting to `progress`. Ray's
+    experiment state goes to the study's own storage, in folder `name`. `keep_checkpoints`
+    reaches the trainable only when given (its default otherwise). A stop signal under
+    study.run's guard lets Ray save, then raises interrupt.Interrupted.
+    """
+    from ray import tune
+
+    study = at(study_dir)
+    param_space: dict[str, Any] = {"study_dir": study.uri, "identity": dict(identity)}
+    if keep_checkpoints is not None:
+        param_space["keep_checkpoints"] = keep_checkpoints
+    param_space["trials"] = tune.grid_search(groups)
     tuner = tune.Tuner(
-        trainable_with_resources,
-        param_space={
-            "study_dir": study.uri,
-            "identity": dict(identity),
-            "keep_checkpoints": keep_checkpoints,
-            "trials": tune.grid_search(packs),
-        },
+        tune.with_resources(function, {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}),
+        param_space=param_space,
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=resources.max_concurrent or None,
-            trial_name_creator=lambda t: f"pack_{t.trial_id}",
-            trial_dirname_creator=lambda t: f"pack_{t.trial_id}",
-            search_alg=search_alg,
+            max_concurrent_trials=max_concurrent,
+            trial_name_creator=lambda t: f"{trial_prefix}_{t.trial_id}",
+            trial_dirname_creator=lambda t: f"{trial_prefix}_{t.trial_id}",
             # A reused worker process keeps JAX imported and its compiled programs
             # in memory: trials of the same arm then start without compiling.
             reuse_actors=True,
         ),
-        run_config=run_config,
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=study.uri,
+            failure_config=tune.FailureConfig(max_failures=retries),
+            callbacks=[_progress_callback(progress)],
+            verbose=0,
+        ),
     )
-
-    with interrupt.tune_fit():  # a stop signal under study.run's guard: Ray saves, then Interrupted
+    with interrupt.tune_fit():
         tuner.fit()
-    store.collect(study)

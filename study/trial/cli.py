@@ -19,36 +19,27 @@ import numpy as np
 
 from study.runtime import configure_jax
 from study.storage.paths import check_output_dir
-from study.trial.config import ConfigError, TrialConfig
+from study.trial.config import ConfigError, TrialConfig, parse_assignments
 from study.trial.loop import TrialFolderMismatch, run_trial
 
 
 def parse_overrides(pairs: list[str]) -> tuple[dict[str, str], str | None]:
     """(field values, out) of `KEY=VALUE` arguments.
 
-    A key given twice is refused (last-wins would silently drop the first value), and
-    `out=` must name a folder that can be written: one-line ConfigErrors, before any work.
+    A key given twice is refused (study.trial.config.parse_assignments), and `out=` must
+    name a folder that can be written: one-line ConfigErrors, before any work. Unknown
+    field names are left to TrialConfig.from_dict.
     """
+    values = parse_assignments(pairs, flag="argument", check=_check_out)
+    return values, values.pop("out", None)
 
-    values: dict[str, str] = {}
-    out = None
-    seen: dict[str, str] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise ConfigError(f"argument {pair!r} is not KEY=VALUE; fields: {', '.join(TrialConfig.field_names())}")
-        key, value = pair.split("=", 1)
-        if key in seen:
-            raise ConfigError(f"{key} is given twice ({key}={seen[key]!r} and {key}={value!r}); give it once")
-        seen[key] = value
-        if key == "out":
-            try:
-                check_output_dir(value, "out=")
-            except ValueError as error:
-                raise ConfigError(str(error)) from None
-            out = value
-        else:
-            values[key] = value
-    return values, out
+
+def _check_out(key: str, value: str) -> None:
+    if key == "out":
+        try:
+            check_output_dir(value, "out=")
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -454,3 +454,34 @@ def _parse_string(name: str, text: str, annotation: Any) -> Any:
         expected = "a finite integer" if kind is int else "a finite number"
         raise ConfigError(f"{name}={text!r} is not allowed; expected {expected}")
     return number
+
+
+def parse_assignments(pairs: list[str] | tuple[str, ...], *, flag: str, fields: list[str] | None = None,
+                      check: Any = None) -> dict[str, str]:
+    """`KEY=VALUE` command-line arguments as {KEY: VALUE} (strings, in the order given).
+
+    The one parser of every command line that sets TrialConfig fields (study.run's --set,
+    its Bayesian rounds, study.trial). A key given twice is refused with the same line
+    everywhere: last-wins would silently drop the first value. Errors are one-line
+    ConfigErrors, raised at the first bad argument, checked in this order per argument:
+
+    * not KEY=VALUE: "{flag} 'x' is not KEY=VALUE"; without `fields`, the line also lists
+      TrialConfig's fields;
+    * `fields` (when given): the keys allowed ("{flag} field 'k' is unknown; allowed fields: ...");
+    * the key given twice;
+    * `check(key, value)` (when given): the caller's own rule; it raises its own error.
+    """
+    values: dict[str, str] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            hint = "" if fields is not None else f"; fields: {', '.join(TrialConfig.field_names())}"
+            raise ConfigError(f"{flag} {pair!r} is not KEY=VALUE{hint}")
+        key, value = pair.split("=", 1)
+        if fields is not None and key not in fields:
+            raise ConfigError(f"{flag} field {key!r} is unknown; allowed fields: {', '.join(fields)}")
+        if key in values:
+            raise ConfigError(f"{key} is given twice ({key}={values[key]!r} and {key}={value!r}); give it once")
+        if check is not None:
+            check(key, value)
+        values[key] = value
+    return values

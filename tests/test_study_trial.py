@@ -170,7 +170,7 @@ def _strict_json(line: str) -> dict:
 
 def test_trial_cli_prints_the_same_strict_json_when_it_resumes_a_finished_trial(tmp_path, capsys):
     # A resumed trial reports its stored row: fid went through parquet as NaN, not None.
-    from study.trial.cli.cli import main
+    from study.trial.cli import main
 
     args = [f"{key}={value}" for key, value in SMALL.items()] + [f"out={tmp_path}"]
     assert main(args) == 0

@@ -12,20 +12,21 @@ comparable with published FIDs), `ms_ssim` (mean over ordered pairs of distinct
 generated images, batches of 64, up to 5 batches; spec §7); with the digits classifier also
 `classes_covered_domain`, `mode_score_domain`, `am_score_domain` (study.metrics.scores; the
 class prior p*(y) is the classifier's mean prediction on the reference train images).
-Issue 18 adds, in every feature space (no suffix: Inception, `_domain`: domain network):
+In every feature space (no suffix: Inception, `_domain`: domain network) also
 `one_nn_accuracy`, `one_nn_real_accuracy`, `one_nn_fake_accuracy` (leave-one-out 1-NN
-two-sample test, study.metrics.two_sample; 0.5 = indistinguishable, 1 = disjoint) and, where
-the network classifies (Inception; the digits classifier), `m_is` (Modified Inception Score,
-within-class diversity, scores.modified_inception_score).
+two-sample test, Lopez-Paz & Oquab 2017, Xu et al. 2018; study.metrics.two_sample; 0.5 =
+indistinguishable, 1 = disjoint) and, where the network classifies (Inception; the digits
+classifier), `m_is` (Modified Inception Score, Gurumurthy et al. 2017: within-class
+diversity, scores.modified_inception_score).
 
-Conditional generators (issue 18): `evaluate(sample_fn, sample_labels)` with the labels each
+Conditional generators: `evaluate(sample_fn, sample_labels)` with the labels each
 sample was generated for (normally `requested_labels()`, the evaluation split's own labels)
-adds `gan_test_domain` (digits classifier's accuracy on the samples w.r.t. their labels),
-`gan_train_domain` (accuracy on the real evaluation images of a domain CNN trained on the
-labelled samples), `fid_domain_class_mean` / `fid_domain_class_max` (per-class domain FID,
+adds (Shmelkov et al. 2018) `gan_test_domain` (digits classifier's accuracy on the samples
+w.r.t. their labels), `gan_train_domain` (accuracy on the real evaluation images of a domain
+CNN trained on the labelled samples), `fid_domain_class_mean` / `fid_domain_class_max` (per-class domain FID,
 mean and worst class) and `fid_domain_classes` (classes scored); see study.metrics.conditional.
 
-Reference points (issue #15): per protocol the evaluator also scores three fixed image
+Reference points: per protocol the evaluator also scores three fixed image
 sets with the same code, cached on disk, and puts them in `protocol` (hence in every
 results row) as `<metric>_ref_floor` (real train images vs the evaluation split, same
 count: the best a generator can hope for), `<metric>_ref_noise` (uniform noise in [0, 1])
@@ -123,6 +124,22 @@ class Evaluator:
 
         log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         info = data.info(dataset)
+        self._check_sizes(info, dataset, split, image_size, num_samples, data_range, batch_size, pr_k)
+        self.is_splits, self.kid_subsets, self.kid_subset_size, self.pr_k = is_splits, kid_subsets, kid_subset_size, pr_k
+        self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        self.dataset, self.split = dataset, split
+        self._log = log
+        real_uint8 = self._load_real(info)
+        self._conditional_protocol: dict | None = None  # filled at the first conditional evaluation
+        self._set_up_domain(real_uint8, log)
+        self._set_up_inception(real_uint8, inception_weights, resize)
+        self._prior_domain = None
+        self.protocol = self._protocol(self._references(real_uint8, log))
+
+    def _check_sizes(self, info, dataset: str, split: str, image_size, num_samples, data_range, batch_size: int,
+                     pr_k: int) -> None:
+        """image_size, channels, num_samples, data_range and batch_size, or a one-line ValueError:
+        precision/recall's k-NN radii need more than 2 (k + 1) samples; the split caps the count."""
         self.image_size = int(image_size or info.image_size)
         self.channels = info.channels
         available = info.split_size(split)
@@ -136,44 +153,47 @@ class Evaluator:
             raise ValueError(f"data_range={data_range} not allowed; need (low, high) with high > low, e.g. (0, 1) or (-1, 1)")
         self.data_range = (low, high)
         self.batch_size = int(batch_size)
-        self.is_splits, self.kid_subsets, self.kid_subset_size, self.pr_k = is_splits, kid_subsets, kid_subset_size, pr_k
-        self.cache_dir = pathlib.Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        self.dataset, self.split = dataset, split
-        self._log = log
 
-        real_uint8 = np.asarray(data.load(dataset, split, self.image_size))[: self.num_samples]
+    def _load_real(self, info) -> np.ndarray:
+        """The first num_samples evaluation images (uint8) and, for a labelled dataset, their labels."""
+        real_uint8 = np.asarray(data.load(self.dataset, self.split, self.image_size))[: self.num_samples]
         self._real_uint8 = real_uint8  # GAN-train tests on these
         self.num_classes = int(info.num_classes)
         # Labels of the evaluation images (None: an unlabelled dataset, no conditional scores).
-        self._real_labels = (np.asarray(data.labels(dataset, split), np.int32)[: self.num_samples]
+        self._real_labels = (np.asarray(data.labels(self.dataset, self.split), np.int32)[: self.num_samples]
                              if self.num_classes else None)
-        self._conditional_protocol: dict | None = None  # filled at the first conditional evaluation
-        self.domain = domain.domain_extractor(dataset, self.image_size, self.channels, self.cache_dir, log)
-        extractor_apply = self.domain.apply
+        return real_uint8
+
+    def _set_up_domain(self, real_uint8: np.ndarray, log) -> None:
+        """The domain feature network (trained and cached on first use), its fixed-shape batch
+        function for generated images in data_range, and the real images' features."""
+        self.domain = domain.domain_extractor(self.dataset, self.image_size, self.channels, self.cache_dir, log)
         self._domain_batch = jax.jit(lambda params, x: _domain_apply(params, _to_unit_range(x, self.data_range)))
         self._real_domain = self._real_features(
             "domain", self.domain.checksum, real_uint8,
             jax.jit(lambda params, x: _domain_apply(params, x)), self.domain.params)
-        del extractor_apply
 
+    def _set_up_inception(self, real_uint8: np.ndarray, inception_weights, resize: str) -> None:
+        """The FID Inception network and the real images' features when its weights are found;
+        else `inception` is None and one warning per process says the FIDs are domain-only."""
         self.inception = None
-
         weights_path = inception_lib.find_weights(inception_weights, self.cache_dir)
         if weights_path is None:
             warn_once("no-inception", (
                 "FID Inception weights not found; reporting domain metrics only (fid_domain, kid_domain, "
                 f"is_domain: NOT comparable with published FIDs). {inception_lib.WHERE_TO_PUT_WEIGHTS}"))
-        else:
-            self.inception = inception_lib.FIDInception.from_file(weights_path, resize=resize)
-            self._inception_batch = jax.jit(
-                lambda params, x: self.inception.apply_params(params, _to_unit_range(x, self.data_range)))
-            self._real_inception = self._real_features(
-                "inception", self.inception.sha256 + resize, real_uint8,
-                jax.jit(self.inception.apply_params), self.inception.params)
+            return
+        self.inception = inception_lib.FIDInception.from_file(weights_path, resize=resize)
+        self._inception_batch = jax.jit(
+            lambda params, x: self.inception.apply_params(params, _to_unit_range(x, self.data_range)))
+        self._real_inception = self._real_features(
+            "inception", self.inception.sha256 + resize, real_uint8,
+            jax.jit(self.inception.apply_params), self.inception.params)
 
-        self._prior_domain = None
-        references = self._references(real_uint8, log)
-        self.protocol = {
+    def _protocol(self, references: dict[str, float]) -> dict:
+        """The evaluation protocol every results row carries: feature networks, sample counts,
+        metric settings, and the reference points."""
+        return {
             "fid_features": "inception_2015_12_05_pool3_2048" if self.inception else "none",
             "fid_weights_sha256": self.inception.sha256 if self.inception else "",
             "fid_resize": self.inception.resize_name if self.inception else "",
@@ -186,10 +206,10 @@ class Evaluator:
             "fid_domain_features": self.domain.name,
             "fid_domain_checksum": self.domain.checksum[:16],
             "fid_domain_test_accuracy": float(self.domain.test_accuracy) if self.domain.test_accuracy is not None else float("nan"),
-            "is_splits": is_splits,
-            "kid_subsets": kid_subsets,
-            "kid_subset_size": min(kid_subset_size, self.num_samples),
-            "pr_k": pr_k,
+            "is_splits": self.is_splits,
+            "kid_subsets": self.kid_subsets,
+            "kid_subset_size": min(self.kid_subset_size, self.num_samples),
+            "pr_k": self.pr_k,
             "ms_ssim_scales": scores.ms_ssim_scales(self.image_size),
             "one_nn_distance": "euclidean_leave_one_out_ties_averaged",
             "m_is_classes": "argmax_predicted",

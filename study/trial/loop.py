@@ -1,20 +1,20 @@
-"""One trial: train, evaluate periodically, checkpoint, resume; and its debug CLI.
+"""One trial: train, evaluate periodically, checkpoint, resume (`run_trial`).
 
-    python -m study.trial loss=ns scale=tiny train_steps=200 out=/tmp/t1
-
-runs one trial in-process without Ray: progress on stderr; the last stdout line is one
-JSON object with the final metrics. Run it again with the same `out=` after a kill and
-it resumes from the latest checkpoint. The Ray trainable (study.sweep.tune) calls the same
-`run_trial`.
+`python -m study.trial loss=ns scale=tiny train_steps=200 out=/tmp/t1` (study.trial.cli) runs
+one trial in-process without Ray; run it again with the same `out=` after a kill and it
+resumes from the latest checkpoint. The Ray trainable (study.sweep.tune) calls the same
+`run_trial`. The loop trains one group of D updates (and its G update) at a time and then
+calls the periodic actions of study.trial.hooks, which decide themselves when they are due.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 import sys
-import time
 from typing import Any, Callable, Mapping
 
+import jax
 import numpy as np
 
 from study import data
@@ -25,18 +25,10 @@ from study.storage.location import Location, at
 from study.trial import train as training
 from study.trial.checkpoint import Checkpoints
 from study.trial.config import ConfigError, TrialConfig
-from study.trial.hooks import Diverged, DivergenceCheck, ProgressLine, SaveCheckpoint, WriteRow, WriteSamples
+from study.trial.hooks import (BuildRow, Context, Diverged, DivergenceCheck, Evaluate, ProgressLine, ReportRow,
+                               SaveCheckpoint, Timing, WriteRow, WriteSamples)
 
 SAMPLE_GRID = 8  # an 8x8 grid of evaluation samples per evaluation
-
-
-def score_of(metrics: Mapping[str, float]) -> float:
-    """A trial's objective at one evaluation: Inception FID when available, else the domain FID."""
-    for name in ("fid", "fid_domain"):
-        value = metrics.get(name)
-        if value is not None and math.isfinite(value):
-            return float(value)
-    return float("nan")
 
 
 def save_grid(images: np.ndarray, data_range: tuple[float, float], path: pathlib.Path) -> None:
@@ -107,6 +99,134 @@ def _write_grid(images: np.ndarray, data_range: tuple[float, float], location: "
         location.write_bytes(path.read_bytes())
 
 
+@dataclasses.dataclass
+class _Trial:
+    """One run of a trial: its folder and rows, what setup builds, and the loop's position."""
+
+    config: TrialConfig
+    location: Location
+    rows: store.TrialRows
+    log: Callable[[str], None]
+    context: Context
+    step: int = 0  # D updates done, counted from the trial's start (resumed runs included)
+    checkpoints: Checkpoints | None = None
+    batches: Prefetcher | None = None
+    program: Any = None
+    train_key: Any = None
+    actions: list[Callable[[int, Context], None]] = dataclasses.field(default_factory=list)
+
+    def final(self) -> dict[str, Any]:
+        """The latest row with the best score so far (what run_trial returns)."""
+        return {**self.rows.rows[max(self.rows.rows)], "best_score": self.rows.best}
+
+    def close(self) -> None:
+        if self.batches is not None:
+            self.batches.close()
+        if self.checkpoints is not None:
+            self.checkpoints.close()
+
+
+def _open(config: TrialConfig, out_dir, identity: Mapping[str, Any] | None, log: Callable[[str], None]) -> _Trial:
+    """The trial folder (refused when it holds another configuration), its config.json and
+    its rows; the trial's clock starts here."""
+    location = at(out_dir)
+    if location.is_local:
+        location.mkdir()
+    check_folder_config(config, location)
+    (location / store.CONFIG_FILE).write_json(config.to_dict())
+    rows = store.TrialRows(location, identity or {}, config)
+    clock = Timing(config.eval_every, config.train_steps, config.discriminator_steps * config.batch_size)
+    return _Trial(config, location, rows, log, Context(clock))
+
+
+def _restore(trial: _Trial, keep_checkpoints: str) -> None:
+    """The program and its train state: fresh from the seed, or the latest verified
+    checkpoint's, with the times it recorded."""
+    config = trial.config
+    trial.program = training.get_program(config)
+    init_key, trial.train_key = jax.random.split(jax.random.PRNGKey(config.seed))
+    state = training.init_state(trial.program, config, init_key)
+    trial.checkpoints = checkpoints = Checkpoints(trial.location / "checkpoints", keep=keep_checkpoints)
+    if trial.rows.damaged:
+        # Rows before the checkpoint are lost: resuming would leave them missing.
+        checkpoints.discard_all()
+    restored = checkpoints.restore_latest(state)
+    meta: dict[str, Any] = {"device_seconds": 0.0, "wall_time_s": 0.0}
+    if restored is not None:
+        state, meta = restored
+        trial.log(f"[{config.trial_id}] resuming from step {int(state.step)} (checkpoint in {checkpoints.location})")
+    trial.step = int(state.step)
+    trial.context.state = state
+    trial.context.clock.resume(meta)
+
+
+def _start(trial: _Trial, on_eval: Callable[[dict[str, Any]], None] | None) -> None:
+    """The real batches from the restored step on, the evaluator, and the periodic actions
+    in the order of their side effects (study.trial.hooks)."""
+    config, program, clock = trial.config, trial.program, trial.context.clock
+    labelled = program.labelled  # a class-conditional program trains on the real batches' labels
+    stream = BatchStream(data.load(config.dataset, "train", config.image_size), config.batch_size, config.seed,
+                         start_batch=trial.step, labels=data.labels(config.dataset, "train") if labelled else None)
+    evaluator = Evaluator(
+        dataset=config.dataset, split=config.fid_split, image_size=config.image_size,
+        num_samples=config.eval_samples, data_range=tuple(program.gan.data_range),
+    )
+    clock.start_span()
+    every, last = config.eval_every, config.train_steps
+    grid_size = min(SAMPLE_GRID * SAMPLE_GRID, config.eval_samples)
+    labels = grid_labels(grid_size, data.info(config.dataset).num_classes) if labelled else None
+    trial.actions = [
+        clock.count_group,
+        DivergenceCheck(every, last),
+        Evaluate(every, last, evaluator, program, grid_size, labels),
+        WriteSamples(every, last, trial.location, _write_grid, program.gan.data_range),
+        BuildRow(every, last, evaluator),
+        # Rows first, then the checkpoint: a kill in between re-evaluates this step on
+        # resume and replaces the row with an identical one.
+        WriteRow(every, last, trial.rows),
+        SaveCheckpoint(every, last, trial.checkpoints, trial.rows),
+        ProgressLine(every, last, config.trial_id, trial.log),
+        ReportRow(every, last, trial.rows, on_eval),
+        clock.next_span,
+    ]
+    # The next groups of real batches are gathered and put on the device on a
+    # background thread while the current step runs; the order is the stream's.
+    trial.batches = Prefetcher(stream, config.discriminator_steps, depth=2)
+
+
+def _train_group(trial: _Trial) -> None:
+    """One group: n_dis D updates on the next n_dis real batches, then one G update (the
+    paper's n_dis, Kurach et al. 2019; study.trial.train.run_group); the batches are padded
+    to the program's slots."""
+    program, n_dis = trial.program, trial.config.discriminator_steps
+    real, labels = trial.batches.next(), None
+    if program.labelled:
+        real, labels = real
+        if n_dis < program.batch_slots:
+            labels = training.pad_batches(labels, program.batch_slots)
+    if n_dis < program.batch_slots:
+        real = training.pad_batches(real, program.batch_slots)
+    context = trial.context
+    context.state, context.metrics = training.run_group(program, context.state, real, trial.train_key, n_dis, labels)
+    trial.step += n_dis
+
+
+def _diverged(trial: _Trial, reason: Diverged, on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """A diverged trial is data: a final row with the reason and the last checked losses."""
+    trial.log(f"[{trial.config.trial_id}] diverged: {reason}")
+    trial.rows.mark_final("diverged", error=str(reason), diverged=True, step=trial.step,
+                          extra={**trial.context.host_metrics, "diverged": True})
+    trial.checkpoints.prune({}, finished=True)
+    final = trial.final()
+    if on_eval is not None:
+        on_eval(final)
+    return final
+
+
+def _log_to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def run_trial(
     config: TrialConfig,
     out_dir: "pathlib.Path | str | Location",
@@ -126,147 +246,22 @@ def run_trial(
     other errors are recorded as status "failed" with their reason and re-raised. A
     folder holding another configuration is refused (TrialFolderMismatch).
     """
-    import jax
-
-
-    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    location = at(out_dir)
-    if location.is_local:
-        location.mkdir()
-    check_folder_config(config, location)
-    (location / store.CONFIG_FILE).write_json(config.to_dict())
-    rows = store.TrialRows(location, identity or {}, config)
-    started = time.perf_counter()
-    step = 0
-    batches = None
-    checkpoints = None
+    trial = _open(config, out_dir, identity, log or _log_to_stderr)
     try:
-        program = training.get_program(config)
-        init_key, train_key = jax.random.split(jax.random.PRNGKey(config.seed))
-        state = training.init_state(program, config, init_key)
-        checkpoints = Checkpoints(location / "checkpoints", keep=keep_checkpoints)
-        if rows.damaged:
-            # Rows before the checkpoint are lost: resuming would leave them missing.
-            checkpoints.discard_all()
-        restored = checkpoints.restore_latest(state)
-        meta: dict[str, Any] = {"device_seconds": 0.0, "wall_time_s": 0.0}
-        if restored is not None:
-            state, meta = restored
-            log(f"[{config.trial_id}] resuming from step {int(state.step)} (checkpoint in {checkpoints.location})")
-        step = int(state.step)
-        device_seconds = float(meta["device_seconds"])
-        wall_offset = float(meta["wall_time_s"])
-
-        gan = program.gan
-        images = data.load(config.dataset, "train", config.image_size)
-        labelled = program.labelled  # a class-conditional program trains on the real batches' labels
-        stream = BatchStream(images, config.batch_size, config.seed, start_batch=step,
-                             labels=data.labels(config.dataset, "train") if labelled else None)
-        evaluator = Evaluator(
-            dataset=config.dataset, split=config.fid_split, image_size=config.image_size,
-            num_samples=config.eval_samples, data_range=tuple(gan.data_range),
-        )
-        n_dis = config.discriminator_steps
-        last_metrics: dict[str, float] = {}
-        span_start = time.perf_counter()
-        calls = 0
-        compile_seconds = None
-        # The loop's side effects, each a small periodic action (study.trial.hooks).
-        every, last = config.eval_every, config.train_steps
-        divergence = DivergenceCheck()
-        hooks_rows = WriteRow(every, last, rows)
-        hooks_samples = WriteSamples(every, last, location, _write_grid, gan.data_range)
-        hooks_checkpoint = SaveCheckpoint(every, last, checkpoints, rows)
-        hooks_progress = ProgressLine(every, last, config.trial_id, log)
-        # The next groups of real batches are gathered and put on the device on a
-        # background thread while the current step runs; the order is the stream's.
-        batches = Prefetcher(stream, n_dis, depth=2)
-        while step < config.train_steps:
-            real = batches.next()
-            if labelled:
-                real, real_labels = real
-                if n_dis < program.batch_slots:
-                    real_labels = training.pad_batches(real_labels, program.batch_slots)
-            if n_dis < program.batch_slots:
-                real = training.pad_batches(real, program.batch_slots)
-            state, metrics = training.run_group(program, state, real, train_key, n_dis,
-                                                real_labels if labelled else None)
-            step += n_dis
-            if compile_seconds is None:
-                # The first call compiles (or loads from the persistent cache): account
-                # it apart so images/s measures training throughput.
-                jax.block_until_ready(state)
-                compile_seconds = time.perf_counter() - span_start
-                device_seconds += compile_seconds
-                span_start = time.perf_counter()
-            else:
-                calls += 1
-            at_eval = hooks_rows.due(step)
-            last_metrics = divergence(step, calls, metrics, at_eval) or last_metrics
-            if not at_eval:
-                continue
-            jax.block_until_ready(state)
-            eval_start = time.perf_counter()
-            train_seconds = eval_start - span_start
-            generator_vars = state.generator
-            if labelled:
-                # The evaluation split's own class mix; the evaluator adds its conditional scores.
-                sample_labels = np.asarray(evaluator.requested_labels(), np.int32)
-                results = evaluator.evaluate(
-                    lambda index, size: program.sample(generator_vars, index, size,
-                                                       labels=evaluator.batch_labels(sample_labels, index)),
-                    sample_labels=sample_labels)
-            else:  # unconditional, and InfoGAN (its codes are drawn at random)
-                results = evaluator.evaluate(lambda index, size: program.sample(generator_vars, index, size))
-            grid_size = min(SAMPLE_GRID * SAMPLE_GRID, config.eval_samples)
-            grid = np.asarray(program.sample(generator_vars, 0, grid_size,
-                                             **({"labels": grid_labels(grid_size, data.info(config.dataset).num_classes)}
-                                                if labelled else {})))
-            hooks_samples(step, grid)
-            now = time.perf_counter()
-            device_seconds += now - span_start
-            row = {
-                **{k: float(v) for k, v in results.items()},
-                **evaluator.protocol,
-                "d_loss": last_metrics["d_loss"],
-                "g_loss": last_metrics["g_loss"],
-                "wall_time_s": wall_offset + now - started,
-                "device_seconds": device_seconds,
-                "images_per_s": calls * n_dis * config.batch_size / train_seconds if calls else float("nan"),
-                "compile_seconds": compile_seconds,
-                "eval_seconds": now - eval_start,
-                "diverged": False,
-                "status": "running",
-                "error": "",
-            }
-            row["score"] = score_of(row)
-            # Rows first, then the checkpoint: a kill in between re-evaluates this step on
-            # resume and replaces the row with an identical one.
-            hooks_rows(step, row)
-            hooks_checkpoint(step, state, {"device_seconds": device_seconds, "wall_time_s": row["wall_time_s"]})
-            hooks_progress(step, row)
-            if on_eval is not None:
-                on_eval({**rows.rows[step], "best_score": rows.best})
-            span_start = time.perf_counter()
-            calls = 0
-        rows.mark_final("completed")
-        checkpoints.prune({}, finished=True)
+        _restore(trial, keep_checkpoints)
+        _start(trial, on_eval)
+        while trial.step < config.train_steps:
+            _train_group(trial)
+            for action in trial.actions:
+                action(trial.step, trial.context)
+        trial.rows.mark_final("completed")
+        trial.checkpoints.prune({}, finished=True)
     except Diverged as reason:
-        log(f"[{config.trial_id}] diverged: {reason}")
-        rows.mark_final("diverged", error=str(reason), diverged=True, step=step,
-                        extra={**last_metrics, "diverged": True})
-        checkpoints.prune({}, finished=True)
-        final = {**rows.rows[max(rows.rows)], "best_score": rows.best}
-        if on_eval is not None:
-            on_eval(final)
-        return final
+        return _diverged(trial, reason, on_eval)
     except BaseException as error:
         reason = f"{type(error).__name__}: {error}"
-        rows.mark_final("failed", error=reason[:2000], step=step)
+        trial.rows.mark_final("failed", error=reason[:2000], step=trial.step)
         raise
     finally:
-        if batches is not None:
-            batches.close()
-        if checkpoints is not None:
-            checkpoints.close()
-    return {**rows.rows[max(rows.rows)], "best_score": rows.best}
+        trial.close()
+    return trial.final()

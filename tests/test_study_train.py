@@ -77,6 +77,31 @@ def test_run_group_makes_the_same_updates_as_the_one_call_group():
     assert training.split_groups(config) and not training.split_groups(TrialConfig(scale="small"))
 
 
+def test_the_module_level_d_update_run_eagerly_matches_the_programs_jitted_call():
+    """The updates are module-level pure functions of (parts, state, batches, rng, ...); a program's
+    callables are them bound to its parts (build_program), jit-compiled (get_program). One D update
+    (index 1, after the group's first D and G updates) run eagerly against the jitted call: same
+    update count and metrics, same weights to float32 rounding (eager and jit round differently)."""
+    config = TrialConfig.from_dict({**BASE, "normalization": "spectral", "discriminator_steps": 5,
+                                    "learning_rate": 1e-3})
+    program = training.get_program(config)
+    parts = program.parts
+    assert isinstance(parts, training.ProgramParts) and parts.batch_slots == program.batch_slots
+    assert parts.gan is program.gan and parts.discriminator_optimizer is program.discriminator_optimizer
+    key = jax.random.PRNGKey(3)
+    batches = _batches(program, config, 0)
+    state, _ = program.group_start(training.init_state(program, config, jax.random.PRNGKey(0)), batches, key)
+    eager = training.discriminator_update(parts, state, batches, key, jnp.int32(1))
+    eager = jax.tree_util.tree_map(lambda x: np.array(x, copy=True), eager)  # the jitted call donates `state`
+    jitted = program.discriminator_update(state, batches, key, np.int32(1))
+    (eager_state, eager_metrics), (jitted_state, jitted_metrics) = eager, jitted
+    assert int(eager_state.step) == int(jitted_state.step) == 2 and bool(eager_metrics["finite"])
+    for name in ("d_loss", "d_total_loss", "d_grad_norm"):
+        np.testing.assert_allclose(eager_metrics[name], np.asarray(jitted_metrics[name]), rtol=1e-5, err_msg=name)
+    for a, b in zip(jax.tree_util.tree_leaves(eager_state), jax.tree_util.tree_leaves(jitted_state)):
+        np.testing.assert_allclose(a, np.asarray(b), rtol=1e-3, atol=2e-4)
+
+
 def test_padding_slots_are_never_read_and_the_step_is_deterministic():
     config = TrialConfig.from_dict({**BASE, "discriminator_steps": 1})
     program = training.get_program(config)

@@ -78,11 +78,12 @@ class TrialConfig:
     """Everything one trial needs. Defaults: the paper's recommended arm (NS + SN + GP)."""
 
     # --- the arm (what is compared) ---
-    dataset: str = "digits"
-    architecture: str = "sndcgan"
-    loss: str = "ns"
-    normalization: str = "spectral"  # of the discriminator; G always uses batch norm
-    penalty: str = "gp"
+    dataset: str = dataclasses.field(default="digits", metadata={"program": True})
+    architecture: str = dataclasses.field(default="sndcgan", metadata={"program": True})
+    loss: str = dataclasses.field(default="ns", metadata={"program": True})
+    # of the discriminator; G always uses batch norm
+    normalization: str = dataclasses.field(default="spectral", metadata={"program": True})
+    penalty: str = dataclasses.field(default="gp", metadata={"program": True})
     # --- the hyperparameters of Tables 1 and 2 ---
     penalty_weight: float = 10.0  # lambda; L_D += lambda * penalty
     learning_rate: float = 2e-4
@@ -90,65 +91,89 @@ class TrialConfig:
     beta2: float = 0.999
     discriminator_steps: int = 1  # n_dis: D updates per G update
     # --- fixed by the paper ---
-    batch_size: int = 64
-    z_dim: int = 128
+    batch_size: int = dataclasses.field(default=64, metadata={"program": True})
+    z_dim: int = dataclasses.field(default=128, metadata={"program": True})
     # --- length, evaluation, reproducibility ---
     train_steps: int | None = None  # counted in D updates, as the paper's code
     eval_every: int | None = None  # in D updates; the end is always evaluated too
     seed: int = 0
     scale: str = "tiny"
-    image_size: int | None = None
-    width_multiplier: float | None = None
+    image_size: int | None = dataclasses.field(default=None, metadata={"program": True})
+    width_multiplier: float | None = dataclasses.field(default=None, metadata={"program": True})
     eval_samples: int | None = None  # real (test split) and fake samples for FID/KID
     fid_split: str = "test"
     # --- beyond the paper; defaults reproduce the paper ---
     discriminator_learning_rate: float | None = None  # TTUR; None: same as learning_rate
-    adam_epsilon: float = 1e-8
+    adam_epsilon: float = dataclasses.field(default=1e-8, metadata={"program": True})
     # "tf": tf.train.AdamOptimizer's update (eps not bias-corrected), the paper's code;
     # "optax": optax.adam (eps added to sqrt of the bias-corrected second moment)
-    adam_form: str = "tf"
-    weight_clip: float = 0.01  # bound of the classic WGAN weight clipping (penalty="clip")
-    began_gamma: float = 0.5  # BEGAN diversity ratio
-    began_k_learning_rate: float = 0.001  # BEGAN lambda_k
+    adam_form: str = dataclasses.field(default="tf", metadata={"program": True})
+    # bound of the classic WGAN weight clipping (penalty="clip")
+    weight_clip: float = dataclasses.field(default=0.01, metadata={"program": True})
+    began_gamma: float = dataclasses.field(default=0.5, metadata={"program": True})  # BEGAN diversity ratio
+    began_k_learning_rate: float = dataclasses.field(default=0.001, metadata={"program": True})  # BEGAN lambda_k
     # --- ResNet ablation switches (study 5); defaults are the paper's ResNet ---
-    resnet_d_shortcut: str = "conv"  # "conv" (learned 3x3) | "identity"
-    resnet_d_cin: bool = False  # CIN: D block hidden conv outputs c_in channels
-    resnet_d_opt: bool = False  # OPT: SNGAN's optimized first D block
-    resnet_d_pooling: str = "mean"  # "mean" | "sum" (SUM) over positions at D output
-    resnet_tanh: bool = False  # TAN: tanh G output, data and D input in [-1, 1]
-    generator_bn_epsilon: float | None = None  # EPS: 2e-5; None: the architecture's default
+    # "conv" (learned 3x3) | "identity"
+    resnet_d_shortcut: str = dataclasses.field(default="conv", metadata={"program": True})
+    # CIN: D block hidden conv outputs c_in channels
+    resnet_d_cin: bool = dataclasses.field(default=False, metadata={"program": True})
+    # OPT: SNGAN's optimized first D block
+    resnet_d_opt: bool = dataclasses.field(default=False, metadata={"program": True})
+    # "mean" | "sum" (SUM) over positions at D output
+    resnet_d_pooling: str = dataclasses.field(default="mean", metadata={"program": True})
+    # TAN: tanh G output, data and D input in [-1, 1]
+    resnet_tanh: bool = dataclasses.field(default=False, metadata={"program": True})
+    # EPS: 2e-5; None: the architecture's default
+    generator_bn_epsilon: float | None = dataclasses.field(default=None, metadata={"program": True})
     # --- training tricks (issue 18; `tricks` search space); defaults are the paper's training ---
     # One-sided label smoothing (Salimans et al. 2016, sec. 3.4): D's real target is
     # 1 - label_smoothing (0.1 gives 0.9); fake targets stay 0. NS/MM losses only.
-    label_smoothing: float = 0.0
+    label_smoothing: float = dataclasses.field(default=0.0, metadata={"program": True})
     # Noisy labels: each real and each fake target of D is flipped (1 - s <-> 0) with this
     # probability, drawn per example from the D update's key. NS/MM losses only.
-    label_flip_probability: float = 0.0
+    label_flip_probability: float = dataclasses.field(default=0.0, metadata={"program": True})
     # Instance noise (Sonderby et al. 2016; Arjovsky & Bottou 2017): N(0, sigma_t^2) added to
     # every input of D (real, fake, the penalty's points, G's step), sigma_t = std *
     # max(0, 1 - step / instance_noise_anneal_steps) (None: train_steps; set when std > 0).
-    instance_noise_std: float = 0.0
-    instance_noise_anneal_steps: int | None = None
-    latent_distribution: str = "uniform"  # z of training and evaluation: "uniform" U[-1,1] (paper) | "normal" N(0,1)
-    discriminator_optimizer: str = "adam"  # "adam" (paper; adam_form) | "sgd" (heavy-ball momentum, optax.sgd)
+    instance_noise_std: float = dataclasses.field(default=0.0, metadata={"program": True})
+    instance_noise_anneal_steps: int | None = dataclasses.field(default=None, metadata={"program": True})
+    # z of training and evaluation: "uniform" U[-1,1] (paper) | "normal" N(0,1)
+    latent_distribution: str = dataclasses.field(default="uniform", metadata={"program": True})
+    # "adam" (paper; adam_form) | "sgd" (heavy-ball momentum, optax.sgd)
+    discriminator_optimizer: str = dataclasses.field(default="adam", metadata={"program": True})
     discriminator_sgd_momentum: float = 0.9  # SGD momentum of D (discriminator_optimizer="sgd" only)
     # Minibatch standard deviation (Karras et al. 2018, ProGAN sec. 3): one feature map of the
     # mean per-feature std over groups of this many examples, concatenated before D's last
     # conv block. 0: off; ProGAN uses 4. Must divide batch_size.
-    minibatch_stddev_group_size: int = 0
+    minibatch_stddev_group_size: int = dataclasses.field(default=0, metadata={"program": True})
     # --- conditional and latent-structured GANs (issue 18; models.conditional); defaults: unconditional ---
     # "none" | "projection": class-conditional BN in G (de Vries et al. 2017) + projection D
     # (Miyato & Koyama 2018) | "acgan": class-conditional BN in G + auxiliary classifier D (Odena et al. 2017)
-    conditioning: str = "none"
-    acgan_class_weight: float = 1.0  # ACGAN: weight of the class loss L_C in D's and G's losses
-    infogan_categories: int = 0  # InfoGAN (Chen et al. 2016): K of its one categorical code; 0: none
-    infogan_continuous: int = 0  # InfoGAN: number of continuous codes ~ U[-1, 1]; 0: none
-    infogan_weight: float = 1.0  # InfoGAN: lambda of the mutual-information term (G's and D/Q's losses)
+    conditioning: str = dataclasses.field(default="none", metadata={"program": True})
+    # ACGAN: weight of the class loss L_C in D's and G's losses
+    acgan_class_weight: float = dataclasses.field(default=1.0, metadata={"program": True})
+    # InfoGAN (Chen et al. 2016): K of its one categorical code; 0: none
+    infogan_categories: int = dataclasses.field(default=0, metadata={"program": True})
+    # InfoGAN: number of continuous codes ~ U[-1, 1]; 0: none
+    infogan_continuous: int = dataclasses.field(default=0, metadata={"program": True})
+    # InfoGAN: lambda of the mutual-information term (G's and D/Q's losses)
+    infogan_weight: float = dataclasses.field(default=1.0, metadata={"program": True})
 
     # ------------------------------------------------------------------ construction
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def program_fields(cls) -> tuple[str, ...]:
+        """The fields that change the compiled program (metadata {"program": True}), in declaration
+        order; study.trial.train.program_key keys the shared programs by them. Every other field
+        is a traced value (lr, betas and D's SGD momentum in the optimizer states, lambda and n_dis
+        in the train state; n_dis enters the program only through its batch slots) or stays on the
+        host. The training tricks are compiled in: a trick arm has one value, so tracing it would
+        save no compilation but add leaves to every checkpoint's layout and code to the paper's
+        program, where at their defaults they add no operation."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata.get("program"))
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any], coerce_strings: bool = False) -> "TrialConfig":

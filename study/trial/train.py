@@ -1,4 +1,4 @@
-"""Training: the train state, the jit-compiled update, and the trial loop's pieces.
+"""Training: the train state, the update functions of one group, and the trial loop's pieces.
 
 Semantics follow the paper's code (compare_gan_v2 §5): `train_steps` counts
 discriminator updates; every D update gets a fresh real batch and fresh
@@ -9,21 +9,26 @@ config.adam_form = "optax"), constant lr, no weight EMA; G's batch norm
 in training mode in both updates (G's forward for those two updates is computed once:
 same z, same weights, same images; its moving averages still advance twice, as there).
 
-One call of the train step is one whole group: D, G, then n_dis - 1 more D updates,
-all inside one jit-compiled pure function (a `lax.while_loop` over the extra D updates,
-no host round trip). On CPU at tiny shapes the trial loop runs the same updates as
-separate calls of the group's two pieces (`run_group`: `group_start`, then
-`discriminator_update` n_dis - 1 times), because XLA:CPU runs a D update inside the
-while_loop ~2x slower there. Hyperparameters (lr, betas, lambda) and n_dis itself live in the
-state as arrays, so every trial of an arm -- the whole Table 1 grid of 24 settings,
-n_dis 1 and 5 included -- shares one compiled program. The program takes a fixed number
-of real-batch slots (`batch_slots`, 5 for n_dis <= 5); a group fills the first n_dis and
-the rest are padding that is never read.
+The updates are module-level pure functions whose first argument is the program's
+`ProgramParts` (the built GAN, both optimizers, the config's compiled-in constants);
+`build_program` binds it (functools.partial) into the `Program` the trial loop calls.
+One group is `train_step`: `group_start` (the first D update and the G update sharing its
+z), then n_dis - 1 `discriminator_update`s, all inside one jit-compiled call (a
+`lax.while_loop` over the extra D updates, no host round trip). On CPU at tiny shapes
+`run_group` calls the same `group_start` and `discriminator_update` from the host instead
+(measured faster there: XLA:CPU runs a D update inside the while_loop slower than as a call
+of its own). Hyperparameters (lr, betas, lambda) and n_dis itself live in the state as
+arrays, so every trial of an arm -- the whole Table 1 grid of 24 settings, n_dis 1 and 5
+included -- shares one compiled program. The program takes a fixed number of real-batch
+slots (`batch_slots`, 5 for n_dis <= 5); a group fills the first n_dis and the rest are
+padding that is never read.
 
-Training tricks (issue 18; config fields, all off by default, adding no operation then):
-label smoothing / noisy labels in the NS/MM loss (models.losses), instance noise on every
-input of D (real, fake, the penalty's points, and G's step through D), normal z for training
-and evaluation, SGD with momentum for D, the minibatch-stddev feature (the architectures).
+Training tricks (config fields, all off by default, adding no operation then): label
+smoothing / noisy labels in the NS/MM loss (Salimans et al. 2016; models.losses), instance
+noise on every input of D (Sonderby et al. 2016: real, fake, the penalty's points, and G's
+step through D), normal z for training and evaluation, SGD with momentum for D, the
+minibatch-stddev feature (Karras et al. 2018; the architectures). Conditional and InfoGAN
+programs (models.conditional) add their labels / codes and auxiliary losses.
 """
 from __future__ import annotations
 
@@ -46,34 +51,13 @@ from study.trial.config import TrialConfig
 
 PyTree = Any
 
-# Fields that change the compiled program; everything else is a traced value
-# (discriminator_steps included: it enters only through `batch_slots`).
-# The training tricks are compiled in (static): a trick arm of the `tricks` space has one
-# value, so a traced value would save no compilation, while a traced one would add leaves
-# to TrainState (every existing checkpoint's layout) and code to the default program. At
-# their defaults they add no operation: the paper's program is unchanged. The exception is
-# discriminator_sgd_momentum: optax.inject_hyperparams keeps it in D's optimizer state, traced
-# like lr (so is discriminator_learning_rate, TTUR).
-_TRICK_PROGRAM_FIELDS = (
-    "label_smoothing", "label_flip_probability", "instance_noise_std", "instance_noise_anneal_steps",
-    "latent_distribution", "discriminator_optimizer", "minibatch_stddev_group_size",
-)
-_PROGRAM_FIELDS = (
-    "dataset", "architecture", "loss", "normalization", "penalty", "batch_size",
-    "z_dim", "image_size", "width_multiplier", "adam_epsilon", "adam_form", "weight_clip", "began_gamma",
-    "began_k_learning_rate", "resnet_d_shortcut", "resnet_d_cin", "resnet_d_opt", "resnet_d_pooling",
-    "resnet_tanh", "generator_bn_epsilon", *_TRICK_PROGRAM_FIELDS,
-    # Conditional and InfoGAN programs (issue 18; models.conditional): compiled in.
-    "conditioning", "acgan_class_weight", "infogan_categories", "infogan_continuous", "infogan_weight",
-)
-
 # D collections that every branch of one D update reads as the update found them
 # (spectral norm's u); the others (batch norm's averages) chain from branch to branch.
 _SHARED_BY_BRANCHES = ("spectral",)
 
 # Real-batch slots of a train-step call for every n_dis up to it: the paper's n_dis 1
 # and 5 then share one program. (A traced n_dis inside a lax.cond per D update was
-# measured 1.3-2x slower per D step on CPU: the conditional copies the whole state.)
+# measured slower per D step on CPU: the conditional copies the whole state.)
 BATCH_SLOTS = 5
 
 EVAL_LATENT_SEED = 42  # the paper's code draws eval z with np.random.seed(42): same latents every checkpoint
@@ -114,6 +98,8 @@ class Program:
     discriminator_update: Callable | None = None
     # Whether run_group uses the separate calls (True) or the one-call train_step (`split_groups`).
     split_group: bool = False
+    # What the callables above are bound to (`build_program`): call the module's functions with it.
+    parts: ProgramParts | None = None
 
 
 def batch_slots(config: TrialConfig) -> int:
@@ -122,8 +108,10 @@ def batch_slots(config: TrialConfig) -> int:
 
 
 def program_key(config: TrialConfig) -> tuple:
-    """Trials with equal keys share one compiled program (n_dis, lr, betas, lambda differ freely)."""
-    return (*((name, getattr(config, name)) for name in _PROGRAM_FIELDS), ("batch_slots", batch_slots(config)))
+    """Trials with equal keys share one compiled program (n_dis, lr, betas, lambda differ freely):
+    ((field, value) for each of `TrialConfig.program_fields()`, in their order, then ("batch_slots", n))."""
+    return (*((name, getattr(config, name)) for name in TrialConfig.program_fields()),
+            ("batch_slots", batch_slots(config)))
 
 
 @functools.partial(jax.jit, static_argnums=1)
@@ -254,14 +242,425 @@ def _merge_group_metrics(first: dict, last_d: dict) -> dict:
     return {**first, **last_d, "finite": jnp.logical_and(first["finite"], last_d["finite"])}
 
 
+# ---------------------------------------------------------------------------- the program's parts
+@dataclasses.dataclass(frozen=True)
+class ProgramParts:
+    """What the update functions of one program share, fixed when it is built (`build_parts`):
+    all of it is compiled in. What differs between the trials of a program (lr, betas, lambda,
+    n_dis) is in the TrainState instead."""
+
+    gan: models.GAN  # models.build: generator, discriminator, loss, penalty, condition, z_dim, data_range
+    generator_optimizer: optax.GradientTransformation
+    discriminator_optimizer: optax.GradientTransformation  # G's, unless config.discriminator_optimizer = "sgd"
+    batch_size: int
+    latent_distribution: str  # of z, in training and evaluation (`sample_latents`)
+    instance_noise_std: float  # 0: no instance noise
+    instance_noise_anneal_steps: int | None
+    batch_norm_momentum: float | None  # of G's batch norm; None: G keeps no moving averages
+    batch_slots: int  # real-batch slots of a train_step call (>= n_dis)
+
+    @property
+    def condition(self) -> models.conditional.ConditionSpec:
+        """Labels / InfoGAN codes (models.conditional); inactive for the paper's GANs."""
+        return self.gan.condition
+
+    @property
+    def z_dim(self) -> int:
+        return self.gan.z_dim
+
+    @property
+    def data_range(self) -> tuple[float, float]:
+        return tuple(self.gan.data_range)
+
+
+def build_parts(config: TrialConfig, slots: int | None = None) -> ProgramParts:
+    """The parts of `config`'s program; slots: real-batch slots per train_step call (default `batch_slots(config)`)."""
+    gan = models.build(config, image_shape(config), data.info(config.dataset).num_classes)
+    optimizer = make_optimizer(config.adam_epsilon, config.adam_form)
+    d_optimizer = (optimizer if config.discriminator_optimizer == "adam"
+                   else make_optimizer(config.adam_epsilon, config.adam_form, config.discriminator_optimizer))
+    return ProgramParts(
+        gan=gan,
+        generator_optimizer=optimizer,
+        discriminator_optimizer=d_optimizer,
+        batch_size=config.batch_size,
+        latent_distribution=config.latent_distribution,
+        instance_noise_std=config.instance_noise_std,
+        instance_noise_anneal_steps=config.instance_noise_anneal_steps,
+        batch_norm_momentum=getattr(gan.generator, "batch_norm_momentum", None),
+        batch_slots=batch_slots(config) if slots is None else int(slots),
+    )
+
+
+# ---------------------------------------------------------------------------- G, D and their inputs
+def generate(parts: ProgramParts, g_vars: dict, z: jnp.ndarray, conditions: dict | None = None
+             ) -> tuple[jnp.ndarray, dict]:
+    """G(z) in training mode: z float32 [B, z_dim] -> (images float32 [B, H, W, C] in the data
+    range, G's variables with its batch-norm averages advanced). With `conditions` (a conditional
+    or InfoGAN program: labels int32 [B] / codes, `fake_conditions`) G(z, y) or G([z, c])."""
+    params, rest = _split_collections(g_vars)
+    kwargs = {}
+    if conditions is not None:
+        z, kwargs = parts.condition.generator_inputs(z, conditions)
+    images, updates = parts.gan.generator.apply({"params": params, **rest}, z, train=True, mutable=list(rest),
+                                                **kwargs)
+    return images, {"params": params, **updates}
+
+
+def discriminate(parts: ProgramParts, d_params: PyTree, d_rest: dict, x: jnp.ndarray, labels=None
+                 ) -> tuple[Any, dict]:
+    """D(x) in training mode: x float32 [B, H, W, C] -> (output, D's collections after the call).
+    The output is logits [B], or (logits, auxiliary head) in an ACGAN / InfoGAN program
+    (models.conditional); `labels` int32 [B] reach D only in a projection program."""
+    kwargs = parts.condition.discriminator_kwargs(labels) if parts.condition.active else {}
+    out, updates = parts.gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True,
+                                                 mutable=list(d_rest), **kwargs)
+    return out, {**d_rest, **updates}
+
+
+def discriminate_pair(parts: ProgramParts, d_params: PyTree, d_rest: dict, real: jnp.ndarray, fake: jnp.ndarray,
+                      real_labels=None, fake_labels=None):
+    """D(real) and D(fake) of one D update as v2's two branches of one graph: both read
+    the same spectral-norm u, so both use one sigma and u advances by one power iteration
+    per D update (compare_gan_v2 §10). Batch norm keeps per-branch batch statistics; its
+    moving averages advance real then fake. real, fake: float32 [B, H, W, C]. Returns (real
+    output, fake output, D's collections after the update, d_fn: x -> D(x) with that same u
+    (the penalty's D)). A conditional program's outputs may carry an auxiliary head
+    (models.conditional.split_output); its penalty's D reads the real labels (for the
+    interpolates of GP too) and returns logits."""
+    read = {k: v for k, v in d_rest.items() if k in _SHARED_BY_BRANCHES}
+    real_out, rest = discriminate(parts, d_params, d_rest, real, real_labels)
+    # The fake branch starts from u as the update found it; it writes the same new u.
+    fake_out, rest = discriminate(parts, d_params, {**rest, **read}, fake, fake_labels)
+
+    def d_fn(x):
+        out = discriminate(parts, d_params, {**rest, **read}, x, real_labels)[0]
+        return split_output(out)[0] if parts.condition.active else out
+
+    return real_out, fake_out, rest, d_fn
+
+
+def latents(parts: ProgramParts, rng: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
+    """A D update's key -> (z float32 [batch, z_dim] ~ U[-1, 1] or config.latent_distribution,
+    the penalty's key). The tricks' draws (instance noise, label flips) use keys folded
+    from the penalty's key, so at their defaults z and the penalty draw what they drew before."""
+    z_key, penalty_key = jax.random.split(rng)
+    return sample_latents(z_key, (parts.batch_size, parts.z_dim), parts.latent_distribution), penalty_key
+
+
+def fake_conditions(parts: ProgramParts, rng: jax.Array) -> dict | None:
+    """A D update's key -> its fake batch's labels int32 [batch] / InfoGAN codes (uniform, from
+    fold_in(key, CONDITION_STREAM): z and the penalty's key stay as in the unconditional
+    step); None in an unconditional program."""
+    if not parts.condition.active:
+        return None
+    return parts.condition.draw(jax.random.fold_in(rng, models.conditional.CONDITION_STREAM), parts.batch_size)
+
+
+def noised(parts: ProgramParts, x: jnp.ndarray, key: jax.Array, step: jnp.ndarray, stream: int) -> jnp.ndarray:
+    """D's input x [B, H, W, C] with instance noise at `step` (D updates done), drawn from
+    fold_in(key, stream); x itself when instance noise is off."""
+    if not parts.instance_noise_std:
+        return x
+    key = jax.random.fold_in(key, stream)
+    return add_instance_noise(
+        x, key, instance_noise_scale(step, parts.instance_noise_std, parts.instance_noise_anneal_steps))
+
+
+def labels_at(parts: ProgramParts, real_labels: jnp.ndarray | None, index) -> jnp.ndarray | None:
+    """Slot `index` of the real batches' labels int32 [slots, B] -> [B]; None where the program
+    takes no labels."""
+    if not parts.condition.labelled:
+        return None
+    if real_labels is None:
+        raise ValueError("a class-conditional program's train step needs the real batches' labels")
+    return jax.lax.dynamic_index_in_dim(real_labels, index, keepdims=False)
+
+
+def advance_averages(parts: ProgramParts, averages: dict, scaled_batch_stats: dict) -> dict:
+    """Flax BatchNorm's moving-average update, average <- momentum * average + (1 - momentum)
+    * batch statistic, given (1 - momentum) * batch statistic exactly as BatchNorm computes it."""
+    momentum = parts.batch_norm_momentum
+    return jax.tree_util.tree_map(lambda average, scaled: momentum * average + scaled,
+                                  averages, scaled_batch_stats)
+
+
+# ---------------------------------------------------------------------------- the losses
+def discriminator_loss(parts: ProgramParts, d_params: PyTree, d_rest: dict, state: TrainState, real: jnp.ndarray,
+                       fake: jnp.ndarray, penalty_key: jax.Array, real_labels=None, conditions=None,
+                       label_key: jax.Array | None = None):
+    """D's total loss, differentiable in d_params: the GAN loss + lambda * penalty, plus in a
+    conditional / InfoGAN program its auxiliary term (ACGAN's class loss, InfoGAN's MI term).
+    real, fake: D's inputs float32 [B, H, W, C]; label_key: the label flips' key (losses that
+    need one). Returns (total, (D's collections after, loss state, loss, penalty, aux loss or None))."""
+    fake_labels = conditions.get("labels") if conditions is not None else None
+    real_out, fake_out, rest, d_fn = discriminate_pair(parts, d_params, d_rest, real, fake, real_labels, fake_labels)
+    aux_loss = None
+    if parts.condition.active:
+        (real_out, real_aux), (fake_out, fake_aux) = split_output(real_out), split_output(fake_out)
+        aux_loss = parts.condition.discriminator_loss(real_aux, real_labels, fake_aux, conditions)
+    loss_kwargs = {} if label_key is None else {"key": label_key}
+    loss, loss_state = parts.gan.loss.discriminator_loss(real_out, fake_out, state.loss_state, **loss_kwargs)
+
+    penalty = parts.gan.penalty(d_fn, d_params, real, fake, penalty_key)
+    total = loss + state.penalty_weight * penalty
+    if aux_loss is not None:
+        total = total + aux_loss
+    return total, (rest, loss_state, loss, penalty, aux_loss)
+
+
+def generator_loss(parts: ProgramParts, fake: jnp.ndarray, d_params: PyTree, d_rest: dict, state: TrainState,
+                   penalty_key: jax.Array, conditions=None) -> tuple[jnp.ndarray, dict]:
+    """G's loss on its images fake float32 [B, H, W, C] through D in training mode,
+    differentiable in fake, plus ACGAN's class loss / InfoGAN's MI term on them in such a
+    program. Returns (loss scalar, D's collections after the call: SN's u advances here too)."""
+    # G is trained through the D that sees noised inputs (instance noise; none by default).
+    fake = noised(parts, fake, penalty_key, state.step, 4)
+    if parts.condition.active:
+        fake_out, new_d_rest = discriminate(parts, d_params, d_rest, fake, conditions.get("labels"))
+        fake_out, fake_aux = split_output(fake_out)
+        loss = parts.gan.loss.generator_loss(fake_out, state.loss_state)
+        aux_loss = parts.condition.generator_loss(fake_aux, conditions)
+        return (loss if aux_loss is None else loss + aux_loss), new_d_rest
+    fake_out, new_d_rest = discriminate(parts, d_params, d_rest, fake)
+    return parts.gan.loss.generator_loss(fake_out, state.loss_state), new_d_rest
+
+
+# ---------------------------------------------------------------------------- the updates
+def discriminator_gradient_step(parts: ProgramParts, state: TrainState, real_uint8: jnp.ndarray, fake: jnp.ndarray,
+                                generator: dict, penalty_key: jax.Array, real_labels=None, conditions=None
+                                ) -> tuple[TrainState, dict]:
+    """D's optimizer step on a real batch uint8 [B, H, W, C] and G's images float32
+    [B, H, W, C] (no gradient to G): what every D update does once it has its images.
+    `generator`: G's variables after the forward that made `fake` (the state keeps them).
+    real_labels int32 [B] and `conditions` (the fake batch's): conditional / InfoGAN programs.
+    Returns (state with step + 1, metrics: scalars d_loss, d_total_loss, d_penalty,
+    d_grad_norm, and d_aux_loss where there is an auxiliary term)."""
+    real = to_model_range(real_uint8, parts.data_range)
+    # Instance noise on both of D's inputs; the penalty then sees the noised points too
+    # (GP's interpolates lie between the points D is trained on: D learns the noised
+    # distributions, and its constraint is where it is evaluated).
+    real = noised(parts, real, penalty_key, state.step, 1)
+    fake = noised(parts, fake, penalty_key, state.step, 2)
+    d_params, d_rest = _split_collections(state.discriminator)
+    label_key = jax.random.fold_in(penalty_key, 3) if getattr(parts.gan.loss, "needs_key", False) else None
+    (total, (new_d_rest, loss_state, loss, penalty, aux_loss)), grads = jax.value_and_grad(
+        lambda params: discriminator_loss(parts, params, d_rest, state, real, fake, penalty_key, real_labels,
+                                          conditions, label_key),
+        has_aux=True)(d_params)
+    updates, d_opt = parts.discriminator_optimizer.update(grads, state.discriminator_opt, d_params)
+    d_params = parts.gan.penalty.project(optax.apply_updates(d_params, updates))
+    state = state.replace(
+        generator=generator,
+        discriminator={"params": d_params, **new_d_rest},
+        discriminator_opt=d_opt,
+        loss_state=loss_state,
+        step=state.step + 1,
+    )
+    metrics = {"d_loss": loss, "d_total_loss": total, "d_penalty": penalty, "d_grad_norm": _global_norm(grads)}
+    if aux_loss is not None:
+        metrics["d_aux_loss"] = aux_loss  # weighted ACGAN class loss / InfoGAN MI term
+    return state, metrics
+
+
+def shared_generator_forward(parts: ProgramParts, g_vars: dict, z: jnp.ndarray, conditions: dict | None = None):
+    """G's one forward for the group's first D update and its G update, which share z [B, z_dim]
+    and G's weights. Returns (images float32 [B, H, W, C], pullback: image cotangent -> (G's
+    params' gradient,), scaled_batch_stats: (1 - momentum) * the batch's statistic per BN average).
+
+    The paper's code runs G twice with the same z and weights (once per update): the same
+    images (train-mode BN normalises with the batch's own statistics) and the BN moving
+    averages advanced twice with the same batch statistics, which is what the state gets
+    (`advance_averages`, once per update). Run from zero averages, BatchNorm's update returns
+    (1 - momentum) * batch statistic, bit for bit the term it adds to a real average."""
+    g_params, g_rest = _split_collections(g_vars)
+    if parts.batch_norm_momentum is None and jax.tree_util.tree_leaves(g_rest):
+        raise TypeError(f"generator {type(parts.gan.generator).__name__} keeps {sorted(g_rest)} but has no "
+                        "batch_norm_momentum; the train step needs it to advance its averages")
+    zero_averages = jax.tree_util.tree_map(jnp.zeros_like, g_rest)
+
+    def forward(params):
+        images, new_vars = generate(parts, {"params": params, **zero_averages}, z, conditions)
+        return images, _split_collections(new_vars)[1]
+
+    return jax.vjp(forward, g_params, has_aux=True)
+
+
+def generator_update(parts: ProgramParts, state: TrainState, images: jnp.ndarray, pullback: Callable,
+                     scaled_batch_stats: dict, penalty_key: jax.Array, conditions=None):
+    """The G update, right after the group's first D update and through D's new weights, on
+    that update's images float32 [B, H, W, C] (`shared_generator_forward`: `pullback` and
+    `scaled_batch_stats` come with them). G's BN averages advance a second time with the same
+    batch statistics (the paper's second G forward). Returns (state, g_loss scalar, G's gradients)."""
+    g_params, g_rest = _split_collections(state.generator)
+    d_params, d_rest = _split_collections(state.discriminator)
+    (loss, new_d_rest), image_grads = jax.value_and_grad(
+        lambda fake: generator_loss(parts, fake, d_params, d_rest, state, penalty_key, conditions),
+        has_aux=True)(images)
+    (grads,) = pullback(image_grads)
+    updates, g_opt = parts.generator_optimizer.update(grads, state.generator_opt, g_params)
+    g_params = optax.apply_updates(g_params, updates)
+    state = state.replace(
+        generator={"params": g_params, **advance_averages(parts, g_rest, scaled_batch_stats)},
+        # The paper's code updates SN's u whenever D is evaluated, the G step included.
+        discriminator={"params": d_params, **new_d_rest},
+        generator_opt=g_opt,
+    )
+    return state, loss, grads
+
+
+def after_step(parts: ProgramParts, state: TrainState, real_uint8: jnp.ndarray, z: jnp.ndarray) -> TrainState:
+    """The loss's post-step state update, if it has one (v2's BEGAN `after_training_step_hook`):
+    D(real) and D(G(z)) on the step's real batch uint8 [B, H, W, C] and z [B, z_dim], recomputed
+    with the updated weights, G and D in training mode (batch statistics of the batch). As v2's
+    `update_k` run, it changes nothing but the loss state: no BN averages, and no spectral-norm u
+    (v2's BEGAN D has none) are kept. v2 runs it once per training step: after a D update, or
+    after the G update in the step that has one."""
+    if not hasattr(parts.gan.loss, "after_step"):
+        return state
+    fake, _ = generate(parts, state.generator, z)
+    d_params, d_rest = _split_collections(state.discriminator)
+    real = to_model_range(real_uint8, parts.data_range)
+    real_out, fake_out, _, _ = discriminate_pair(parts, d_params, d_rest, real, fake)
+    return state.replace(loss_state=parts.gan.loss.after_step(real_out, fake_out, state.loss_state))
+
+
+def group_start(parts: ProgramParts, state: TrainState, real_batches: jnp.ndarray, rng: jax.Array,
+                real_labels=None) -> tuple[TrainState, dict]:
+    """A group's first D update and its G update, which share z (the paper's training step with
+    `(step - 1) % disc_iters == 0`), on slot 0; the first call of `run_group`.
+
+    real_batches: uint8 [slots, B, H, W, C] as for `train_step`; rng: the trial's training key
+    (this update: fold_in(rng, D updates done)); real_labels: int32 [slots, B] or None.
+    Returns (state, metrics: that D update's, the G update's g_loss and g_grad_norm, and "finite")."""
+    real_uint8 = real_batches[0]
+    rng = jax.random.fold_in(rng, state.step)
+    real_labels = labels_at(parts, real_labels, 0)
+    z, penalty_key = latents(parts, rng)
+    conditions = fake_conditions(parts, rng)
+    images, pullback, scaled_batch_stats = shared_generator_forward(parts, state.generator, z, conditions)
+    g_params, g_rest = _split_collections(state.generator)
+    generator = {"params": g_params, **advance_averages(parts, g_rest, scaled_batch_stats)}
+    state, d_metrics = discriminator_gradient_step(parts, state, real_uint8, jax.lax.stop_gradient(images), generator,
+                                                   penalty_key, real_labels, conditions)
+    state, g_loss, g_grads = generator_update(parts, state, images, pullback, scaled_batch_stats, penalty_key,
+                                              conditions)
+    state = after_step(parts, state, real_uint8, z)
+    return state, _with_finite({**d_metrics, "g_loss": g_loss, "g_grad_norm": _global_norm(g_grads)})
+
+
+def discriminator_update(parts: ProgramParts, state: TrainState, real_batches: jnp.ndarray, rng: jax.Array,
+                         index: jnp.ndarray, real_labels=None) -> tuple[TrainState, dict]:
+    """D update `index` (1 <= index < n_dis, int32 scalar) of a group, after its G update: on
+    slot `index` of real_batches uint8 [slots, B, H, W, C], with a fresh z and its own G forward
+    from key fold_in(rng, D updates done). real_labels: int32 [slots, B] or None.
+    Returns (state, that update's metrics and "finite")."""
+    real_uint8 = jax.lax.dynamic_index_in_dim(real_batches, index, keepdims=False)
+    rng = jax.random.fold_in(rng, state.step)
+    real_labels = labels_at(parts, real_labels, index)
+    z, penalty_key = latents(parts, rng)
+    conditions = fake_conditions(parts, rng)
+    # G in training mode (the paper's code); its batch-norm statistics advance here too.
+    fake, g_vars = generate(parts, state.generator, z, conditions)
+    state, metrics = discriminator_gradient_step(parts, state, real_uint8, jax.lax.stop_gradient(fake), g_vars,
+                                                 penalty_key, real_labels, conditions)
+    return after_step(parts, state, real_uint8, z), _with_finite(metrics)
+
+
+def train_step(parts: ProgramParts, state: TrainState, real_batches: jnp.ndarray, rng: jax.Array,
+               real_labels=None) -> tuple[TrainState, dict]:
+    """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps),
+    as one pure function (one jit-compiled call: a `lax.while_loop` over the extra D updates).
+    `run_group` computes the same group as separate calls where that is faster (`split_groups`).
+
+    real_batches: uint8 [slots, batch, H, W, C]; the first n_dis are the group's fresh
+        batches, one per D update; the rest are padding and never read.
+    rng: the trial's training key; D update k (global index) uses fold_in(rng, k).
+    real_labels: int32 [slots, batch], the real batches' class labels; a class-conditional
+        program needs them, every other program takes None.
+    Returns (state, metrics of the group: last D update's and the G update's, and "finite").
+    """
+    state, metrics = group_start(parts, state, real_batches, rng, real_labels)
+    if parts.batch_slots > 1:
+
+        def more(carry):
+            index, carry_state, _ = carry
+            return index < carry_state.discriminator_steps
+
+        def body(carry):
+            index, carry_state, _ = carry
+            carry_state, d_metrics = discriminator_update(parts, carry_state, real_batches, rng, index, real_labels)
+            return index + 1, carry_state, d_metrics
+
+        first_d = {name: metrics[name] for name in metrics if name not in _G_METRICS}
+        _, state, d_metrics = jax.lax.while_loop(more, body, (jnp.ones((), jnp.int32), state, first_d))
+        metrics = _merge_group_metrics(metrics, d_metrics)
+    return state, metrics
+
+
+# ---------------------------------------------------------------------------- init, sample, the program
+def init(parts: ProgramParts, rng: jax.Array) -> TrainState:
+    """Initial weights (G's and D's variables, the architecture's shapes), optimizer states,
+    step 0, the loss's initial state; the hyperparameters (lr, betas, lambda, n_dis) are
+    placeholders until `with_hyperparameters` sets them (`init_state` does both)."""
+    g_vars, d_vars = parts.gan.init(rng)
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        generator=g_vars,
+        discriminator=d_vars,
+        generator_opt=parts.generator_optimizer.init(g_vars["params"]),
+        discriminator_opt=parts.discriminator_optimizer.init(d_vars["params"]),
+        loss_state=parts.gan.loss.init_state(),
+        penalty_weight=jnp.zeros((), jnp.float32),
+        discriminator_steps=jnp.ones((), jnp.int32),
+    )
+
+
+def sample(parts: ProgramParts, g_vars: dict, batch_index: int, batch_size: int, labels=None) -> jnp.ndarray:
+    """Eval samples float32 [batch_size, H, W, C] in the data range: G with batch-norm moving
+    averages, z fixed by (seed 42, batch_index), from the training z's distribution.
+
+    labels: int [batch_size], the classes to generate (a class-conditional program; None:
+    uniform from the batch's key). InfoGAN's codes are drawn from the batch's key.
+    """
+    key = jax.random.fold_in(jax.random.PRNGKey(EVAL_LATENT_SEED), batch_index)
+    z = sample_latents(key, (batch_size, parts.z_dim), parts.latent_distribution)
+    condition = parts.condition
+    if not condition.active:
+        return parts.gan.generator.apply(g_vars, z, train=False)
+    conditions = condition.draw(jax.random.fold_in(key, models.conditional.CONDITION_STREAM), batch_size)
+    if condition.labelled and labels is not None:
+        conditions = {"labels": jnp.asarray(labels, jnp.int32).reshape(batch_size)}
+    z, kwargs = condition.generator_inputs(z, conditions)
+    return parts.gan.generator.apply(g_vars, z, train=False, **kwargs)
+
+
+def build_program(config: TrialConfig, slots: int | None = None) -> Program:
+    """The (uncompiled) pure functions of a trial, bound to its parts; see `get_program` for the
+    shared, jitted ones. slots: real-batch slots per train_step call (default `batch_slots(config)`)."""
+    parts = build_parts(config, slots)
+    return Program(
+        gan=parts.gan,
+        optimizer=parts.generator_optimizer,
+        discriminator_optimizer=parts.discriminator_optimizer,
+        batch_slots=parts.batch_slots,
+        labelled=parts.condition.labelled,
+        parts=parts,
+        init=functools.partial(init, parts),
+        train_step=functools.partial(train_step, parts),
+        sample=functools.partial(sample, parts),
+        group_start=functools.partial(group_start, parts),
+        discriminator_update=functools.partial(discriminator_update, parts),
+    )
+
+
+# ---------------------------------------------------------------------------- how a group is called
 def split_groups(config: TrialConfig) -> bool:
     """Whether `run_group` runs a group as separate calls: on CPU, for programs whose layers are
     per-op-overhead bound, judged by D's 3x3 convolution at half resolution with 128 * width
-    channels (the layers' own threshold, models.layers.use_fast_path). Measured, NS + SN (+ GP),
-    n_dis 5, 2-core CPU: tiny (8x8, width 1/8; that layer 2.4 M multiply-adds) 153 -> 85 ms per
-    group (1.8x); small (32x32, width 1/2) 4.6 s one call vs 4.9 s split, 32x32 full width 14.5 vs
-    15.4 s: the one call wins by 4-7 % there. Off CPU (unmeasured) the one call, which needs no
-    host round trip per D update."""
+    channels (the layers' own threshold, models.layers.use_fast_path). Measured faster on CPU at
+    tiny shapes (8x8, width 1/8), slower at 32x32 (width 1/2 and full width), where the one call
+    wins. Off CPU (unmeasured) the one call, which needs no host round trip per D update."""
     if jax.default_backend() != "cpu":
         return False
     channels = max(1, int(128 * config.width_multiplier))
@@ -271,12 +670,12 @@ def split_groups(config: TrialConfig) -> bool:
 def run_group(program: Program, state: TrainState, real_batches: jnp.ndarray, rng: jax.Array,
               discriminator_steps: int, real_labels=None) -> tuple[TrainState, dict]:
     """One group, the same updates as `program.train_step`; where `program.split_group`
-    (`split_groups`) as 1 + (n_dis - 1) calls from the host, else as that one call.
+    (`split_groups`) as 1 + (n_dis - 1) calls from the host (`group_start`, then
+    `discriminator_update` for index 1 .. n_dis - 1), else as that one call.
 
-    Why split: on XLA:CPU at tiny shapes a D update inside its `lax.while_loop` costs
-    1.8-2.4x the same update run as a call of its own (tiny SNDCGAN, NS + SN + WGAN-GP: 29 vs
-    16 ms; BN: 43 vs 18 ms), and a host dispatch costs ~0.1 ms. The two agree to float32
-    rounding, not bit for bit (XLA fuses the loop body differently).
+    Why split: on XLA:CPU at tiny shapes a D update inside the `lax.while_loop` was measured
+    slower than the same update run as a call of its own, by far more than a host dispatch
+    costs. The two agree to float32 rounding, not bit for bit (XLA fuses the loop body differently).
     discriminator_steps: n_dis, the state's (the host knows it; reading the state's would sync).
     """
     labels = () if real_labels is None else (real_labels,)
@@ -290,301 +689,6 @@ def run_group(program: Program, state: TrainState, real_batches: jnp.ndarray, rn
     return state, metrics
 
 
-def build_program(config: TrialConfig, slots: int | None = None) -> Program:
-    """Builds (uncompiled) the pure functions of a trial; see `get_program` for the shared, jitted ones.
-
-    slots: real-batch slots per train_step call (default `batch_slots(config)`).
-    """
-
-    gan = models.build(config, image_shape(config), data.info(config.dataset).num_classes)
-    condition = gan.condition  # labels / InfoGAN codes; inactive for the paper's GANs
-    optimizer = make_optimizer(config.adam_epsilon, config.adam_form)
-    d_optimizer = (optimizer if config.discriminator_optimizer == "adam"
-                   else make_optimizer(config.adam_epsilon, config.adam_form, config.discriminator_optimizer))
-    noise_std, noise_anneal = config.instance_noise_std, config.instance_noise_anneal_steps
-    slots = batch_slots(config) if slots is None else int(slots)
-    batch = config.batch_size
-    z_dim = gan.z_dim
-    data_range = tuple(gan.data_range)
-    momentum = getattr(gan.generator, "batch_norm_momentum", None)
-
-    def init(rng: jax.Array) -> TrainState:
-        """Initial weights and optimizer state; hyperparameters are set by `with_hyperparameters`."""
-        g_vars, d_vars = gan.init(rng)
-        return TrainState(
-            step=jnp.zeros((), jnp.int32),
-            generator=g_vars,
-            discriminator=d_vars,
-            generator_opt=optimizer.init(g_vars["params"]),
-            discriminator_opt=d_optimizer.init(d_vars["params"]),
-            loss_state=gan.loss.init_state(),
-            penalty_weight=jnp.zeros((), jnp.float32),
-            discriminator_steps=jnp.ones((), jnp.int32),
-        )
-
-    def generate(g_vars: dict, z: jnp.ndarray, conditions: dict | None = None) -> tuple[jnp.ndarray, dict]:
-        """G(z) in training mode; with `conditions` (a conditional or InfoGAN program) G(z, y) or G([z, c])."""
-        params, rest = _split_collections(g_vars)
-        kwargs = {}
-        if conditions is not None:
-            z, kwargs = condition.generator_inputs(z, conditions)
-        images, updates = gan.generator.apply({"params": params, **rest}, z, train=True, mutable=list(rest), **kwargs)
-        return images, {"params": params, **updates}
-
-    def discriminate(d_params: PyTree, d_rest: dict, x: jnp.ndarray, labels=None) -> tuple[jnp.ndarray, dict]:
-        """D(x) in training mode; `labels` reach D only in a projection program. The output is
-        logits [B], or (logits, auxiliary head) in an ACGAN / InfoGAN program (models.conditional)."""
-        kwargs = condition.discriminator_kwargs(labels) if condition.active else {}
-        out, updates = gan.discriminator.apply({"params": d_params, **d_rest}, x, train=True, mutable=list(d_rest),
-                                               **kwargs)
-        return out, {**d_rest, **updates}
-
-    def discriminate_pair(d_params: PyTree, d_rest: dict, real: jnp.ndarray, fake: jnp.ndarray,
-                          real_labels=None, fake_labels=None):
-        """D(real) and D(fake) of one D update as v2's two branches of one graph: both read
-        the same spectral-norm u, so both use one sigma and u advances by one power iteration
-        per D update (compare_gan_v2 §10). Batch norm keeps per-branch batch statistics; its
-        moving averages advance real then fake. Returns (real logits, fake logits, D's
-        collections after the update, d_fn: x -> D(x) with that same u (the penalty's D)).
-        A conditional program's outputs may carry an auxiliary head (models.conditional.split_output);
-        its penalty's D reads the real labels (for the interpolates of GP too) and returns logits."""
-        read = {k: v for k, v in d_rest.items() if k in _SHARED_BY_BRANCHES}
-        real_out, rest = discriminate(d_params, d_rest, real, real_labels)
-        # The fake branch starts from u as the update found it; it writes the same new u.
-        fake_out, rest = discriminate(d_params, {**rest, **read}, fake, fake_labels)
-
-        def d_fn(x):
-            out = discriminate(d_params, {**rest, **read}, x, real_labels)[0]
-            return split_output(out)[0] if condition.active else out
-
-        return real_out, fake_out, rest, d_fn
-
-    def latents(rng: jax.Array) -> tuple[jnp.ndarray, jax.Array]:
-        """A D update's key -> (z [batch, z_dim] ~ U[-1, 1] or config.latent_distribution,
-        the penalty's key). The tricks' draws (instance noise, label flips) use keys folded
-        from the penalty's key, so at their defaults z and the penalty draw what they drew before."""
-        z_key, penalty_key = jax.random.split(rng)
-        return sample_latents(z_key, (batch, z_dim), config.latent_distribution), penalty_key
-
-    def noised(x: jnp.ndarray, key: jax.Array, step: jnp.ndarray, stream: int) -> jnp.ndarray:
-        """D's input with instance noise at `step` (D updates done); x itself when it is off."""
-        if not noise_std:
-            return x
-        return add_instance_noise(x, jax.random.fold_in(key, stream), instance_noise_scale(step, noise_std, noise_anneal))
-
-    def d_step(state: TrainState, real_uint8: jnp.ndarray, fake: jnp.ndarray, generator: dict,
-               penalty_key: jax.Array, real_labels=None, conditions=None):
-        """D's Adam step on a real batch and G's images of it (no gradient to G); `generator`
-        is G's variables after that forward. A conditional / InfoGAN program also gets the real
-        batch's labels and the fake batch's conditions, and adds its auxiliary term (ACGAN's
-        class loss, InfoGAN's MI term) to D's total loss. Returns (state, metrics)."""
-        real = to_model_range(real_uint8, data_range)
-        # Instance noise on both of D's inputs; the penalty then sees the noised points too
-        # (GP's interpolates lie between the points D is trained on: D learns the noised
-        # distributions, and its constraint is where it is evaluated).
-        real = noised(real, penalty_key, state.step, 1)
-        fake = noised(fake, penalty_key, state.step, 2)
-        d_params, d_rest = _split_collections(state.discriminator)
-        label_key = {"key": jax.random.fold_in(penalty_key, 3)} if getattr(gan.loss, "needs_key", False) else {}
-        fake_labels = conditions.get("labels") if conditions is not None else None
-
-        def loss_fn(params):
-            real_out, fake_out, rest, d_fn = discriminate_pair(params, d_rest, real, fake, real_labels, fake_labels)
-            aux_loss = None
-            if condition.active:
-                (real_out, real_aux), (fake_out, fake_aux) = split_output(real_out), split_output(fake_out)
-                aux_loss = condition.discriminator_loss(real_aux, real_labels, fake_aux, conditions)
-            loss, loss_state = gan.loss.discriminator_loss(real_out, fake_out, state.loss_state, **label_key)
-
-            penalty = gan.penalty(d_fn, params, real, fake, penalty_key)
-            total = loss + state.penalty_weight * penalty
-            if aux_loss is not None:
-                total = total + aux_loss
-            return total, (rest, loss_state, loss, penalty, aux_loss)
-
-        (total, (d_rest, loss_state, loss, penalty, aux_loss)), grads = jax.value_and_grad(
-            loss_fn, has_aux=True)(d_params)
-        updates, d_opt = d_optimizer.update(grads, state.discriminator_opt, d_params)
-        d_params = gan.penalty.project(optax.apply_updates(d_params, updates))
-        state = state.replace(
-            generator=generator,
-            discriminator={"params": d_params, **d_rest},
-            discriminator_opt=d_opt,
-            loss_state=loss_state,
-            step=state.step + 1,
-        )
-        metrics = {"d_loss": loss, "d_total_loss": total, "d_penalty": penalty, "d_grad_norm": _global_norm(grads)}
-        if aux_loss is not None:
-            metrics["d_aux_loss"] = aux_loss  # weighted ACGAN class loss / InfoGAN MI term
-        return state, metrics
-
-    def after_step(state: TrainState, real_uint8: jnp.ndarray, z: jnp.ndarray) -> TrainState:
-        """The loss's post-step state update, if it has one (v2's BEGAN `after_training_step_hook`):
-        D(real) and D(G(z)) on the step's real batch and z, recomputed with the updated weights,
-        G and D in training mode (batch statistics of the batch). As v2's `update_k` run, it
-        changes nothing but the loss state: no BN averages, and no spectral-norm u (v2's BEGAN
-        D has none) are kept."""
-        if not hasattr(gan.loss, "after_step"):
-            return state
-        fake, _ = generate(state.generator, z)
-        d_params, d_rest = _split_collections(state.discriminator)
-        real_out, fake_out, _, _ = discriminate_pair(d_params, d_rest, to_model_range(real_uint8, data_range), fake)
-        return state.replace(loss_state=gan.loss.after_step(real_out, fake_out, state.loss_state))
-
-    def fake_conditions(rng: jax.Array) -> dict | None:
-        """A D update's key -> its fake batch's labels / InfoGAN codes (uniform, from
-        fold_in(key, CONDITION_STREAM): z and the penalty's key stay as in the unconditional
-        step); None in an unconditional program."""
-        if not condition.active:
-            return None
-        return condition.draw(jax.random.fold_in(rng, models.conditional.CONDITION_STREAM), batch)
-
-    def d_update(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array, real_labels=None):
-        """One D update of the group after its G update: fresh real batch, fresh z, its own G forward."""
-        z, penalty_key = latents(rng)
-        conditions = fake_conditions(rng)
-        # G in training mode (the paper's code); its batch-norm statistics advance here too.
-        fake, g_vars = generate(state.generator, z, conditions)
-        state, metrics = d_step(state, real_uint8, jax.lax.stop_gradient(fake), g_vars, penalty_key,
-                                real_labels, conditions)
-        return after_step(state, real_uint8, z), metrics
-
-    def advance_averages(averages: dict, scaled_batch_stats: dict) -> dict:
-        """Flax BatchNorm's moving-average update, average <- momentum * average + (1 - momentum)
-        * batch statistic, given (1 - momentum) * batch statistic exactly as BatchNorm computes it."""
-        return jax.tree_util.tree_map(lambda average, scaled: momentum * average + scaled,
-                                      averages, scaled_batch_stats)
-
-    def first_d_and_g_updates(state: TrainState, real_uint8: jnp.ndarray, rng: jax.Array, real_labels=None):
-        """The group's first D update and its G update, which share z and G's weights.
-
-        G runs forward once here. The paper's code runs it twice with the same z and weights
-        (once per update): the same images (train-mode BN normalises with the batch's own
-        statistics) and the BN moving averages advanced twice with the same batch statistics,
-        which is what the state gets. Run from zero averages, BatchNorm's update returns
-        (1 - momentum) * batch statistic, bit for bit the term it adds to a real average.
-        Returns (state, D metrics, G metrics).
-        """
-        z, penalty_key = latents(rng)
-        conditions = fake_conditions(rng)
-        g_params, g_rest = _split_collections(state.generator)
-        if momentum is None and jax.tree_util.tree_leaves(g_rest):
-            raise TypeError(f"generator {type(gan.generator).__name__} keeps {sorted(g_rest)} but has no "
-                            "batch_norm_momentum; the train step needs it to advance its averages")
-        zero_averages = jax.tree_util.tree_map(jnp.zeros_like, g_rest)
-
-        def forward(params):
-            images, g_vars = generate({"params": params, **zero_averages}, z, conditions)
-            return images, _split_collections(g_vars)[1]
-
-        images, pullback, scaled_batch_stats = jax.vjp(forward, g_params, has_aux=True)
-        g_rest = advance_averages(g_rest, scaled_batch_stats)
-        state, d_metrics = d_step(state, real_uint8, jax.lax.stop_gradient(images),
-                                  {"params": g_params, **g_rest}, penalty_key, real_labels, conditions)
-
-        d_params, d_rest = _split_collections(state.discriminator)
-
-        def loss_fn(fake):
-            # G is trained through the D that sees noised inputs (instance noise; none by default).
-            fake = noised(fake, penalty_key, state.step, 4)
-            if condition.active:  # + ACGAN's class loss / InfoGAN's MI term on G's images
-                fake_out, new_d_rest = discriminate(d_params, d_rest, fake, conditions.get("labels"))
-                fake_out, fake_aux = split_output(fake_out)
-                loss = gan.loss.generator_loss(fake_out, state.loss_state)
-                aux_loss = condition.generator_loss(fake_aux, conditions)
-                return (loss if aux_loss is None else loss + aux_loss), new_d_rest
-            fake_out, new_d_rest = discriminate(d_params, d_rest, fake)
-            return gan.loss.generator_loss(fake_out, state.loss_state), new_d_rest
-
-        (loss, new_d_rest), image_grads = jax.value_and_grad(loss_fn, has_aux=True)(images)
-        (grads,) = pullback(image_grads)
-        updates, g_opt = optimizer.update(grads, state.generator_opt, g_params)
-        g_params = optax.apply_updates(g_params, updates)
-        state = state.replace(
-            generator={"params": g_params, **advance_averages(g_rest, scaled_batch_stats)},
-            # The paper's code updates SN's u whenever D is evaluated, the G step included.
-            discriminator={"params": d_params, **new_d_rest},
-            generator_opt=g_opt,
-        )
-        # After the whole training step, D's and G's update (v2 runs its hook once per step).
-        state = after_step(state, real_uint8, z)
-        return state, d_metrics, {"g_loss": loss, "g_grad_norm": _global_norm(grads)}
-
-    def labels_at(real_labels, index):
-        if not condition.labelled:
-            return None
-        if real_labels is None:
-            raise ValueError("a class-conditional program's train step needs the real batches' labels")
-        return jax.lax.dynamic_index_in_dim(real_labels, index, keepdims=False)
-
-    def group_start(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array, real_labels=None):
-        """A group's first D update and its G update, on slot 0 (the first call of `run_group`).
-
-        real_batches: uint8 [slots, batch, H, W, C] as for `train_step`; rng: the trial's training key.
-        Returns (state, metrics: that D update's and the G update's, and "finite")."""
-        state, d_metrics, g_metrics = first_d_and_g_updates(
-            state, real_batches[0], jax.random.fold_in(rng, state.step), labels_at(real_labels, 0))
-        return state, _with_finite({**d_metrics, **g_metrics})
-
-    def discriminator_update(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array, index: jnp.ndarray,
-                             real_labels=None):
-        """D update `index` (1 <= index < n_dis, int32 scalar) of a group, on slot `index` with
-        key fold_in(rng, D updates done). Returns (state, that update's metrics and "finite")."""
-        real = jax.lax.dynamic_index_in_dim(real_batches, index, keepdims=False)
-        state, metrics = d_update(state, real, jax.random.fold_in(rng, state.step), labels_at(real_labels, index))
-        return state, _with_finite(metrics)
-
-    def train_step(state: TrainState, real_batches: jnp.ndarray, rng: jax.Array, real_labels=None):
-        """One group: D (z_0), G (z_0), then n_dis - 1 D updates (n_dis = state.discriminator_steps),
-        as one pure function (one jit-compiled call: a `lax.while_loop` over the extra D updates).
-        `run_group` computes the same group as separate calls where that is faster (`split_groups`).
-
-        real_batches: uint8 [slots, batch, H, W, C]; the first n_dis are the group's fresh
-            batches, one per D update; the rest are padding and never read.
-        rng: the trial's training key; D update k (global index) uses fold_in(rng, k).
-        real_labels: int32 [slots, batch], the real batches' class labels; a class-conditional
-            program needs them, every other program takes None.
-        Returns (state, metrics of the group: last D update's and the G update's, and "finite").
-        """
-        state, metrics = group_start(state, real_batches, rng, real_labels)
-        if slots > 1:
-
-            def more(carry):
-                index, carry_state, _ = carry
-                return index < carry_state.discriminator_steps
-
-            def body(carry):
-                index, carry_state, _ = carry
-                carry_state, d_metrics = discriminator_update(carry_state, real_batches, rng, index, real_labels)
-                return index + 1, carry_state, d_metrics
-
-            first_d = {name: metrics[name] for name in metrics if name not in _G_METRICS}
-            _, state, d_metrics = jax.lax.while_loop(more, body, (jnp.ones((), jnp.int32), state, first_d))
-            metrics = _merge_group_metrics(metrics, d_metrics)
-        return state, metrics
-
-    def sample(g_vars: dict, batch_index: int, batch_size: int, labels=None) -> jnp.ndarray:
-        """Eval samples: G with batch-norm moving averages, z fixed by (seed 42, batch_index),
-        from the training z's distribution.
-
-        labels: int [batch_size], the classes to generate (a class-conditional program; None:
-        uniform from the batch's key). InfoGAN's codes are drawn from the batch's key.
-        """
-        key = jax.random.fold_in(jax.random.PRNGKey(EVAL_LATENT_SEED), batch_index)
-        z = sample_latents(key, (batch_size, z_dim), config.latent_distribution)
-        if not condition.active:
-            return gan.generator.apply(g_vars, z, train=False)
-        conditions = condition.draw(jax.random.fold_in(key, models.conditional.CONDITION_STREAM), batch_size)
-        if condition.labelled and labels is not None:
-            conditions = {"labels": jnp.asarray(labels, jnp.int32).reshape(batch_size)}
-        z, kwargs = condition.generator_inputs(z, conditions)
-        return gan.generator.apply(g_vars, z, train=False, **kwargs)
-
-    return Program(gan=gan, optimizer=optimizer, init=init, train_step=train_step, sample=sample,
-                   batch_slots=slots, discriminator_optimizer=d_optimizer, labelled=condition.labelled,
-                   group_start=group_start, discriminator_update=discriminator_update)
-
-
 @functools.lru_cache(maxsize=16)
 def _cached_program(key: tuple) -> Program:
     fields = dict(key)
@@ -593,8 +697,8 @@ def _cached_program(key: tuple) -> Program:
     program = build_program(config, slots)
     return dataclasses.replace(
         program,
-        # Jitted init compiles once (22 s on this CPU, then the persistent cache); eager
-        # init compiles every primitive separately (35 s per process).
+        # Jitted init compiles once (then JAX's persistent cache holds it); eager init
+        # would compile every primitive separately, in every process.
         init=jax.jit(program.init),
         # Donating the state lets XLA update parameters and optimizer moments in place.
         train_step=jax.jit(program.train_step, donate_argnums=0),

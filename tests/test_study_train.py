@@ -302,7 +302,7 @@ def test_began_updates_k_once_per_step_after_the_g_update_with_the_new_weights()
 
 
 # d_loss, g_loss, d_grad_norm, g_grad_norm, sum of G's params, sum of 4 samples after two steps,
-# computed on main at efb2adc (before issue 18's conditioning) by this test's code.
+# computed on main at efb2adc (before class-conditioning entered the train step) by this test's code.
 MAIN_VALUES = [1.3857085704803467, 0.6936132907867432, 0.23427714407444, 0.0072751836851239204,
                125.48062133789062, 127.73285675048828]
 

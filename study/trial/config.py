@@ -125,7 +125,7 @@ class TrialConfig:
     resnet_tanh: bool = dataclasses.field(default=False, metadata={"program": True})
     # EPS: 2e-5; None: the architecture's default
     generator_bn_epsilon: float | None = dataclasses.field(default=None, metadata={"program": True})
-    # --- training tricks (issue 18; `tricks` search space); defaults are the paper's training ---
+    # --- training tricks (the `tricks` search space); defaults are the paper's training ---
     # One-sided label smoothing (Salimans et al. 2016, sec. 3.4): D's real target is
     # 1 - label_smoothing (0.1 gives 0.9); fake targets stay 0. NS/MM losses only.
     label_smoothing: float = dataclasses.field(default=0.0, metadata={"program": True})
@@ -146,7 +146,7 @@ class TrialConfig:
     # mean per-feature std over groups of this many examples, concatenated before D's last
     # conv block. 0: off; ProGAN uses 4. Must divide batch_size.
     minibatch_stddev_group_size: int = dataclasses.field(default=0, metadata={"program": True})
-    # --- conditional and latent-structured GANs (issue 18; models.conditional); defaults: unconditional ---
+    # --- conditional and latent-structured GANs (models.conditional); defaults: unconditional ---
     # "none" | "projection": class-conditional BN in G (de Vries et al. 2017) + projection D
     # (Miyato & Koyama 2018) | "acgan": class-conditional BN in G + auxiliary classifier D (Odena et al. 2017)
     conditioning: str = dataclasses.field(default="none", metadata={"program": True})

@@ -410,7 +410,7 @@ def reference_points(rows: pd.DataFrame, metric: str) -> dict[str, dict[str, flo
 def learning_summary(trials: pd.DataFrame, references: dict[str, dict[str, float]]) -> pd.DataFrame:
     """Per dataset with references: trials, how many score below uniform noise (have learned
     something), the best score, and its ratio to the real-data floor (1 = as good as real
-    data; issue #15's target for the default study: <= 5)."""
+    data; the target for the default study: <= 5)."""
     out = []
     for dataset, group in trials.groupby("dataset", sort=True):
         refs = references.get(str(dataset), {})

@@ -34,7 +34,7 @@ def test_reference_points_order_on_digits(tiny):
     for metric in ("fid_domain", "kid_domain"):
         assert p[f"{metric}_ref_floor"] < p[f"{metric}_ref_noise"], metric
         assert p[f"{metric}_ref_floor"] < p[f"{metric}_ref_mean_image"], metric
-    # The figures measured by hand in issue #15 (floor 6.3, mean image 421.3; noise ~250 by seed).
+    # The figures measured by hand (floor 6.3, mean image 421.3; noise ~250 by seed).
     assert 5.0 < p["fid_domain_ref_floor"] < 8.0
     assert 400.0 < p["fid_domain_ref_mean_image"] < 440.0
     assert 200.0 < p["fid_domain_ref_noise"] < 300.0

@@ -93,7 +93,7 @@ def test_smoke_study_through_ray_writes_results_and_a_report(tmp_path):
     assert (study_dir / "ray").is_dir()
     manifest = json.loads((study_dir / "manifest.json").read_text())
     assert manifest["space"] == "smoke" and manifest["trials_total"] == 2 and "finished" in manifest
-    # Reference points (issue #15) in every row and in the manifest, equal to each other.
+    # Reference points in every row and in the manifest, equal to each other.
     for kind in ("floor", "noise", "mean_image"):
         column = f"fid_domain_ref_{kind}"
         assert results[column].notna().all() and results[column].nunique() == 1, column

@@ -1,4 +1,4 @@
-"""The live report: `STUDY_DIR/report/index.html` rebuilt while a study runs (issue #15).
+"""The live report: `STUDY_DIR/report/index.html` rebuilt while a study runs.
 
 `LiveReport.update(done)` is called by the study's progress with the number of ended
 configurations; every `every` of them it merges the trials' rows (store.collect) and starts

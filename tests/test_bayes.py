@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import search_spaces
+from study.schema import MANIFEST_FILE
 from study.sweep import bayes
 from synthetic_trainable import synthetic_objective, synthetic_trainable
 
@@ -289,7 +290,7 @@ def test_a_bayesian_trial_that_leaves_no_rows_is_a_failed_row_and_counted_missin
                                         trainable=lost_node_trainable)
     finally:
         ray.shutdown()
-    missing = json.loads((tmp_path / tune.MANIFEST).read_text())["trials_missing"]
+    missing = json.loads((tmp_path / MANIFEST_FILE).read_text())["trials_missing"]
     assert len(missing) == 2
     for trial_id in missing:
         rows, final = store.read_final(tmp_path / store.TRIALS_DIR / trial_id)

@@ -24,6 +24,7 @@ import search_spaces  # noqa: E402
 from analysis.report import build_report  # noqa: E402
 from search_spaces import rerun  # noqa: E402
 from study import data  # noqa: E402
+from study.schema import MANIFEST_FILE  # noqa: E402
 from study.storage import location as location_module  # noqa: E402
 from study.storage import store  # noqa: E402
 from study.storage.location import Location, StorageError, at  # noqa: E402
@@ -368,7 +369,7 @@ def _stopped(study_dir: Location, stop: BaseException) -> int:
             ray.shutdown()  # now, so no Ray output follows the last line
     except Exception:  # noqa: BLE001 - shutting down must not hide the last line
         pass
-    if not (study_dir / tune.MANIFEST).exists():
+    if not (study_dir / MANIFEST_FILE).exists():
         print(f"interrupted by {name} before the study started; nothing to resume", file=sys.stderr, flush=True)
         return 128 + signum
     try:

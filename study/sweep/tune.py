@@ -20,7 +20,6 @@ from typing import Any, Mapping, Sequence
 
 from search_spaces import arm_name
 from study import runtime
-from study.runtime import configure_jax
 from study.schema import MANIFEST_FILE
 from study.storage import store
 from study.storage.location import Location, at
@@ -33,7 +32,6 @@ from study.trial.train import program_key
 runtime.configure_ray_driver()
 
 RAY_DIR_NAME = "ray"
-MANIFEST = MANIFEST_FILE  # the study manifest (study.schema)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +144,7 @@ def trainable(params: dict[str, Any]) -> None:
     from ray import tune
 
 
-    configure_jax()
+    runtime.configure_jax()
     study_dir = at(params["study_dir"])
     keep = params.get("keep_checkpoints", "final")
     identity = dict(params.get("identity", {}))

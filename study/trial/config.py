@@ -16,7 +16,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import models
 from models.losses import AUTOENCODER_LOSSES
@@ -482,7 +482,7 @@ def _parse_string(name: str, text: str, annotation: Any) -> Any:
 
 
 def parse_assignments(pairs: list[str] | tuple[str, ...], *, flag: str, fields: list[str] | None = None,
-                      check: Any = None) -> dict[str, str]:
+                      check: Callable[[str, str], None] | None = None) -> dict[str, str]:
     """`KEY=VALUE` command-line arguments as {KEY: VALUE} (strings, in the order given).
 
     The one parser of every command line that sets TrialConfig fields (study.run's --set,
